@@ -1,0 +1,56 @@
+"""Classifier metrics for jet taggers (scikit-learn underneath) and sparsity."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, roc_auc_score, roc_curve
+
+from .models import JetTagger
+
+SIGNAL_EFFICIENCY = 0.5  # background efficiency is quoted at 50 % signal efficiency, per class
+
+
+def classification_metrics(proba: np.ndarray, y: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Macro and per-class one-vs-rest AUC, accuracy, background efficiency at 50 % signal eff.
+
+    The macro AUC is the unweighted mean of the per-class one-vs-rest AUCs, which is what
+    ``roc_auc_score(..., multi_class="ovr", average="macro")`` computes.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    auc, bkg = {}, {}
+    for c, name in enumerate(class_names):
+        is_c = y == c
+        if is_c.all() or not is_c.any():
+            auc[name] = float("nan")
+            bkg[name] = float("nan")
+            continue
+        auc[name] = float(roc_auc_score(is_c, proba[:, c]))
+        fpr, tpr, _ = roc_curve(is_c, proba[:, c])
+        bkg[name] = float(np.interp(SIGNAL_EFFICIENCY, tpr, fpr))
+    return {
+        "auc": float(np.nanmean(list(auc.values()))),
+        "auc_per_class": auc,
+        "accuracy": float(accuracy_score(y, proba.argmax(axis=1))),
+        "bkg_eff_at_sig50": bkg,
+    }
+
+
+def sparsity(model: JetTagger) -> dict[str, Any]:
+    """Share of pruned weights per linear layer and over all linear weights (biases excluded)."""
+    per_layer, pruned, total = [], 0, 0
+    for lin in model.linears:
+        m = lin.weight_mask
+        z = int((m == 0).sum())
+        per_layer.append(z / m.numel())
+        pruned += z
+        total += m.numel()
+    return {"sparsity": pruned / total, "sparsity_per_layer": per_layer}
+
+
+def evaluate(model: JetTagger, x: np.ndarray, y: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """All classification metrics of ``model`` on ``(x, y)`` plus its sparsity."""
+    proba = model.predict_proba(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+    return classification_metrics(proba, np.asarray(y), class_names) | sparsity(model)
