@@ -19,17 +19,17 @@ and the tests check both give bit-identical outputs and gradients.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
-from brevitas.function.ops import tensor_clamp
-from brevitas.function.ops_ste import round_ste, scalar_clamp_min_ste, tensor_clamp_ste
+from brevitas.function.ops_ste import round_ste
 
 from .errors import SpecError
+from .quant import QuantReLUFn, QuantWeightFn
 
 FLOAT_BITS = 32
 MIN_BITS, MAX_BITS = 2, 16
@@ -126,7 +126,10 @@ class _QuantConsts:
     max_int: torch.Tensor
     scale_param: nn.Parameter | None = None  # learned activation scale (None for weights)
     clamp_min: float = 1e-10
-    extra: dict = field(default_factory=dict)
+
+    @property
+    def max_int_f(self) -> float:
+        return float(self.max_int)
 
 
 def _tensor_quant(proxy: nn.Module) -> nn.Module:
@@ -213,17 +216,22 @@ class JetTagger(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, computed functionally with Brevitas's arithmetic (see module docstring)."""
         if self._iq is not None:
-            x = _fake_quant_act(x, self._iq)
+            x = _fake_quant_input(x, self._iq)
         last = len(self.linears) - 1
         for i, lin in enumerate(self.linears):
-            w = lin.weight_orig * lin.weight_mask
-            if self._wq[i] is not None:
-                w = _fake_quant_weight(w, self._wq[i])
+            wq = self._wq[i]
+            if wq is None:
+                w = lin.weight_orig * lin.weight_mask
+            else:
+                w = QuantWeightFn.apply(lin.weight_orig, lin.weight_mask, wq.threshold, wq.clamp_min)
             x = F.linear(x, w, lin.bias)
             if i < last:
-                x = F.relu(self.norms[i](x))
-                if self._aq[i] is not None:
-                    x = _fake_quant_act(x, self._aq[i])
+                x = self.norms[i](x)
+                aq = self._aq[i]
+                if aq is None:
+                    x = F.relu(x)
+                else:
+                    x = QuantReLUFn.apply(x, torch.abs(aq.scale_param) / aq.threshold, aq.max_int_f)
         return x
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -290,16 +298,10 @@ def _batch_norm(n: int, mode: str) -> nn.Module:
     return nn.BatchNorm1d(n, track_running_stats=False)
 
 
-def _fake_quant_weight(w: torch.Tensor, c: _QuantConsts) -> torch.Tensor:
-    # Brevitas Int8WeightPerTensorFloat: abs-max stats, clamp-min STE, / int threshold, round STE.
-    scale = scalar_clamp_min_ste(torch.max(torch.abs(w)), c.clamp_min) / c.threshold
-    return tensor_clamp_ste(round_ste(w / scale), c.min_int, c.max_int) * scale
-
-
-def _fake_quant_act(x: torch.Tensor, c: _QuantConsts) -> torch.Tensor:
-    # Brevitas ParameterScaling: |learned value| / int threshold; clamp with real (zero) gradient.
+def _fake_quant_input(x: torch.Tensor, c: _QuantConsts) -> torch.Tensor:
+    # Signed input quantizer: both clamps can act; plain op chain (it runs once a step).
     scale = torch.abs(c.scale_param) / c.threshold
-    return tensor_clamp(round_ste(x / scale), c.min_int, c.max_int) * scale
+    return torch.clamp(round_ste(x / scale), c.min_int, c.max_int) * scale
 
 
 def build_model(spec: ModelSpec, seed: int | None = None) -> JetTagger:
