@@ -1,0 +1,191 @@
+"""Command line: ``qapbo train`` (and the commands later layers add).
+
+The CLI only parses, calls the library and prints. User errors become one line on stderr and
+exit status 2; Ctrl-C exits with 130 after a one-line notice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from typing import Any, Sequence
+
+from .errors import QapboError, TrainingError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values:
+        raise argparse.ArgumentTypeError("empty list")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def _float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="qapbo", description="Quantization-aware pruning versus Bayesian optimization "
+                                                 "for ultra-low-latency jet taggers.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"qapbo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train one (quantized) network and measure it",
+                       description="Train one network to early stop and print its test metrics and BOPs.")
+    d = t.add_argument_group("data")
+    d.add_argument("--data", default="synthetic-jets", choices=["synthetic-jets", "openml", "hdf5", "table"],
+                   help="data source (default: synthetic-jets, a seeded synthetic stand-in)")
+    d.add_argument("--data-path", help="file or directory for hdf5/table sources")
+    d.add_argument("--test-path", help="separate test file/directory (e.g. the Zenodo 'val' release)")
+    d.add_argument("--data-home", help="scikit-learn cache directory for the openml source")
+    d.add_argument("--label-column", default="class", help="label column of a table (default: class)")
+    d.add_argument("--rows", type=_positive_int, default=None,
+                   help="synthetic: number of jets (default 100000); real data: stratified subsample")
+    m = t.add_argument_group("model")
+    m.add_argument("--hidden", type=_int_list, default=(64, 32, 32), help="hidden widths (default: 64,32,32)")
+    m.add_argument("--bits", type=_int_list, default=(32,),
+                   help="weight bits: one value or one per linear layer; 32 = float (default: 32)")
+    m.add_argument("--act-bits", type=_int_list, default=None,
+                   help="hidden activation bits: one value or one per hidden layer (default: as --bits)")
+    m.add_argument("--input-bits", type=int, default=32, help="input quantization bits (default: 32 = float)")
+    m.add_argument("--bn", default="affine", choices=["none", "affine", "no-affine", "no-stats"],
+                   help="BatchNorm mode (default: affine)")
+    r = t.add_argument_group("training")
+    r.add_argument("--epochs", type=_positive_int, default=250, help="maximum epochs (default: 250)")
+    r.add_argument("--patience", type=_positive_int, default=10, help="early-stopping patience (default: 10)")
+    r.add_argument("--lr", type=_float, default=1e-4, help="Adam learning rate (default: 1e-4)")
+    r.add_argument("--batch-size", type=_positive_int, default=1024, help="batch size (default: 1024)")
+    r.add_argument("--l1", type=_float, default=1e-4, help="L1 factor on weights (default: 1e-4)")
+    r.add_argument("--seed", type=int, default=0, help="seed for data split, init and batches (default: 0)")
+    r.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default: 1)")
+    o = t.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print the full record as JSON on stdout")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import DataConfig, load_data
+    from .experiment import train_and_measure
+    from .models import ModelSpec
+    from .train import TrainConfig
+
+    hidden = tuple(args.hidden)
+    spec = ModelSpec(hidden=hidden, weight_bits=_one_or_many(args.bits), act_bits=_one_or_many(args.act_bits),
+                     input_bits=args.input_bits, bn=args.bn)
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, l1=args.l1,
+                         patience=args.patience, seed=args.seed, threads=args.threads)
+    data_cfg = DataConfig(source=args.data, path=args.data_path, test_path=args.test_path,
+                          data_home=args.data_home, label_column=args.label_column, seed=args.seed,
+                          **({"n_rows": args.rows} if args.data == "synthetic-jets" and args.rows else {}),
+                          **({"max_rows": args.rows} if args.data != "synthetic-jets" and args.rows else {}))
+    data = load_data(data_cfg)
+    if data.synthetic:
+        print("note: training on SYNTHETIC jets (synthetic-jets), not real LHC data", file=sys.stderr)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.epochs, desc=spec.describe(), unit="epoch", file=sys.stderr, leave=False)
+
+    def progress(log: Any) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(val_loss=f"{log.val_loss:.4f}", best=f"{log.best_val_loss:.4f}")
+
+    try:
+        result = train_and_measure(data, spec, config, callback=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    rec = result.record
+    if args.json:
+        print(json.dumps(rec, indent=2, sort_keys=True))
+    else:
+        print(format_record(rec))
+    return 0
+
+
+def _one_or_many(values: Sequence[int] | None) -> int | tuple[int, ...] | None:
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def format_record(rec: dict[str, Any]) -> str:
+    """A small human table of one measured model."""
+    rows = [
+        ("data", f"{'SYNTHETIC (synthetic-jets)' if rec['synthetic'] else rec['data']['source']}"
+                 f"  fingerprint {rec['data_fingerprint']}"),
+        ("model", rec["model_name"]),
+        ("AUC (macro)", f"{rec['auc']:.4f}"),
+        ("AUC per class", "  ".join(f"{k} {v:.4f}" for k, v in rec["auc_per_class"].items())),
+        ("bkg eff @ 50% sig", "  ".join(f"{k} {v:.4f}" for k, v in rec["bkg_eff_at_sig50"].items())),
+        ("accuracy", f"{rec['accuracy']:.4f}"),
+        ("BOPs", f"{rec['bops']:,.0f}  ({rec['bops_definition']})"),
+        ("sparsity", f"{rec['sparsity']:.2%}  per layer "
+                     + " ".join(f"{s:.1%}" for s in rec["sparsity_per_layer"])),
+        ("epochs", f"{rec['epochs']} (best {rec['best_epoch']})"),
+        ("seconds", f"{rec['seconds']:.1f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", module="brevitas")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except QapboError as exc:
+        print(f"qapbo {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingError as exc:
+        print(f"qapbo {args.command}: training failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"qapbo {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Train one network and measure it: the path every study, QAP run and search trial takes."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .bops import model_bops
+from .data import JetData
+from .metrics import evaluate
+from .models import JetTagger, ModelSpec, build_model
+from .train import EpochLog, TrainConfig, TrainResult, train
+
+
+@dataclass
+class Measurement:
+    """A trained model and everything measured about it (test-set metrics, BOPs, cost)."""
+
+    model: JetTagger
+    training: TrainResult
+    record: dict[str, Any]
+
+
+def measure(model: JetTagger, data: JetData, training: TrainResult | None = None) -> dict[str, Any]:
+    """Test-set metrics, sparsity and BOPs of ``model`` as one flat JSON-able record."""
+    metrics = evaluate(model, data.x_test, data.y_test, data.class_names)
+    bops = model_bops(model)
+    record: dict[str, Any] = {
+        **metrics,
+        "bops": bops.total,
+        "bops_per_layer": [layer.bops for layer in bops.layers],
+        "bops_definition": bops.definition,
+        "model": model.spec.to_dict(),
+        "model_name": model.spec.describe(),
+        "data": data.describe(),
+        "data_fingerprint": data.fingerprint,
+        "synthetic": data.synthetic,
+    }
+    if training is not None:
+        record |= {
+            "epochs": training.epochs,
+            "best_epoch": training.best_epoch,
+            "best_val_loss": training.best_val_loss,
+            "seconds": training.seconds,
+        }
+    return record
+
+
+def train_and_measure(
+    data: JetData,
+    spec: ModelSpec,
+    config: TrainConfig,
+    callback: Callable[[EpochLog], None] | None = None,
+    model: JetTagger | None = None,
+) -> Measurement:
+    """Build (or continue) a model, train it to early stop, and measure it on the test split."""
+    if spec.n_inputs != data.n_features or spec.n_classes != data.n_classes:
+        spec = ModelSpec(**{**spec.to_dict(), "n_inputs": data.n_features, "n_classes": data.n_classes,
+                            "hidden": tuple(spec.hidden)})
+    if model is None:
+        model = build_model(spec, seed=config.seed)
+    result = train(model, data, config, callback=callback)
+    record = measure(model, data, result)
+    record["train_config"] = config.to_dict()
+    record["versions"] = versions()
+    return Measurement(model=model, training=result, record=record)
+
+
+def versions() -> dict[str, str]:
+    import brevitas
+
+    from . import __version__
+
+    return {"qapbo": __version__, "torch": torch.__version__, "brevitas": brevitas.__version__,
+            "python": platform.python_version()}
