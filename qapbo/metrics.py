@@ -41,8 +41,7 @@ def classification_metrics(proba: np.ndarray, y: np.ndarray, class_names: Sequen
 def sparsity(model: JetTagger) -> dict[str, Any]:
     """Share of pruned weights per linear layer and over all linear weights (biases excluded)."""
     per_layer, pruned, total = [], 0, 0
-    for lin in model.linears:
-        m = lin.weight_mask
+    for m in model.masks():
         z = int((m == 0).sum())
         per_layer.append(z / m.numel())
         pruned += z

@@ -6,9 +6,9 @@ unsigned quantized ReLU with a learned scale initialised at 6 (``Uint8ActPerTens
 which, unlike the default runtime-statistics quantizer, has no 300-step statistics phase).
 Biases and BatchNorm stay float. 32 bits means plain torch layers.
 
-Every linear layer carries a pruning mask through ``torch.nn.utils.prune`` (parameter
-``weight_orig``, buffer ``weight_mask``), so checkpoints hold masks and Brevitas modules see
-masked weights.
+Every linear layer carries a pruning mask as a ``torch.nn.utils.parametrize`` parametrization
+(``weight = original * mask``), so checkpoints hold masks and Brevitas modules, whenever they
+read ``weight`` (forward, ``quant_weight()``, export), see the masked weights.
 
 Speed: a Brevitas module call walks a tree of small ScriptModules whose Python dispatch costs
 more than the matrix products of a 16-64-32-32-5 net (3-5x a float epoch). So ``forward`` is a
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import prune
+from torch.nn.utils import parametrize
 from brevitas.function.ops_ste import round_ste
 
 from .errors import SpecError
@@ -176,7 +176,7 @@ class JetTagger(nn.Module):
             else:
                 lin = qnn.QuantLinear(n_in, n_out, bias=True, weight_quant=Int8WeightPerTensorFloat,
                                       weight_bit_width=wb, return_quant_tensor=False)
-            prune.identity(lin, "weight")  # weight = weight_orig * weight_mask
+            parametrize.register_parametrization(lin, "weight", WeightMask(lin.weight.shape))
             self.linears.append(lin)
             if i == len(widths) - 2:
                 break
@@ -221,9 +221,9 @@ class JetTagger(nn.Module):
         for i, lin in enumerate(self.linears):
             wq = self._wq[i]
             if wq is None:
-                w = lin.weight_orig * lin.weight_mask
+                w = weight_param(lin) * weight_mask(lin)
             else:
-                w = QuantWeightFn.apply(lin.weight_orig, lin.weight_mask, wq.threshold, wq.clamp_min)
+                w = QuantWeightFn.apply(weight_param(lin), weight_mask(lin), wq.threshold, wq.clamp_min)
             x = F.linear(x, w, lin.bias)
             if i < last:
                 x = self.norms[i](x)
@@ -261,11 +261,19 @@ class JetTagger(nn.Module):
     def apply_masks_(self) -> None:
         """Zero pruned weights in the parameters themselves (Adam's moments would revive them)."""
         for lin in self.linears:
-            lin.weight_orig.mul_(lin.weight_mask)
+            weight_param(lin).mul_(weight_mask(lin))
 
     def effective_weights(self) -> list[torch.Tensor]:
         """Masked float weights of every linear layer, detached."""
-        return [(lin.weight_orig * lin.weight_mask).detach() for lin in self.linears]
+        return [(weight_param(lin) * weight_mask(lin)).detach() for lin in self.linears]
+
+    def weight_params(self) -> list[nn.Parameter]:
+        """The trainable (unmasked) weight tensor of every linear layer."""
+        return [weight_param(lin) for lin in self.linears]
+
+    def masks(self) -> list[torch.Tensor]:
+        """The pruning mask (1 = kept, 0 = pruned) of every linear layer."""
+        return [weight_mask(lin) for lin in self.linears]
 
     def layer_bits(self) -> list[tuple[int, int]]:
         """(weight bits, input activation bits) per linear layer, read from the quantizers."""
@@ -279,7 +287,26 @@ class JetTagger(nn.Module):
 
     def l1_penalty(self) -> torch.Tensor:
         """Sum of |w| over all (masked) linear weights; biases excluded."""
-        return sum((lin.weight_orig * lin.weight_mask).abs().sum() for lin in self.linears)
+        return sum((weight_param(lin) * weight_mask(lin)).abs().sum() for lin in self.linears)
+
+
+class WeightMask(nn.Module):
+    """Parametrization ``weight = original * mask``; the mask is a buffer saved with the model."""
+
+    def __init__(self, shape: torch.Size):
+        super().__init__()
+        self.register_buffer("mask", torch.ones(shape))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.mask
+
+
+def weight_param(lin: nn.Module) -> nn.Parameter:
+    return lin.parametrizations.weight.original
+
+
+def weight_mask(lin: nn.Module) -> torch.Tensor:
+    return lin.parametrizations.weight[0].mask
 
 
 def _bit_width(module: nn.Module | None, attr: str) -> int:
