@@ -416,7 +416,7 @@ def read_table(path: str | None, label_column: str) -> tuple[np.ndarray, np.ndar
             labels = df[label_column].to_numpy()
             feat = df.drop(columns=[label_column])
             names = [str(c) for c in feat.columns]
-            nonnum = [c for c in names if not np.issubdtype(feat[c].dtype, np.number)]
+            nonnum = [c for c in names if not pd.api.types.is_numeric_dtype(feat[c])]
             if nonnum:
                 raise DataError(f"{p}: column(s) {', '.join(nonnum)} are not numeric; drop or encode them")
             x = feat.to_numpy(dtype=np.float64)

@@ -29,13 +29,22 @@ def classification_metrics(proba: np.ndarray, y: np.ndarray, class_names: Sequen
             continue
         auc[name] = float(roc_auc_score(is_c, proba[:, c]))
         fpr, tpr, _ = roc_curve(is_c, proba[:, c])
-        bkg[name] = float(np.interp(SIGNAL_EFFICIENCY, tpr, fpr))
+        bkg[name] = _fpr_at_tpr(fpr, tpr, SIGNAL_EFFICIENCY)
     return {
         "auc": float(np.nanmean(list(auc.values()))),
         "auc_per_class": auc,
         "accuracy": float(accuracy_score(y, proba.argmax(axis=1))),
         "bkg_eff_at_sig50": bkg,
     }
+
+
+def _fpr_at_tpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
+    """Lowest false-positive rate reaching ``target`` TPR, interpolated linearly along the ROC."""
+    i = int(np.searchsorted(tpr, target, side="left"))  # first point with tpr >= target
+    if tpr[i] == target or i == 0:
+        return float(fpr[i])
+    t = (target - tpr[i - 1]) / (tpr[i] - tpr[i - 1])
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 
 
 def sparsity(model: JetTagger) -> dict[str, Any]:
