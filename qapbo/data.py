@@ -313,17 +313,24 @@ def _top_mass(rng: np.random.Generator, k: int) -> np.ndarray:
 
 def read_openml(data_home: str | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """OpenML dataset 42468 through scikit-learn, cached under ``data_home``."""
-    from sklearn.datasets import fetch_openml
+    from urllib.error import URLError
 
+    from sklearn.datasets import fetch_openml, get_data_home
+
+    where = get_data_home(data_home)
     try:
-        bunch = fetch_openml(OPENML_NAME, version=1, data_home=data_home, as_frame=False, parser="auto")
-    except Exception as exc:  # URLError, OSError, gzip errors from a half-written cache ...
-        where = data_home or "~/scikit_learn_data"
+        bunch = fetch_openml(OPENML_NAME, version=1, data_home=where, as_frame=False, parser="auto", n_retries=1)
+    except (URLError, OSError) as exc:  # offline and not cached (or a cache sklearn had to discard)
         raise DataError(
-            f"cannot load OpenML dataset {OPENML_NAME!r} ({type(exc).__name__}: {exc}); it is not in the cache "
-            f"at {where} and cannot be downloaded here: on a machine with internet run "
+            f"cannot load OpenML dataset {OPENML_NAME!r}: it is not in the cache at {where} and cannot be "
+            f"downloaded here ({type(exc).__name__}: {exc}); on a machine with internet run "
             f"`python -c \"from sklearn.datasets import fetch_openml; fetch_openml('{OPENML_NAME}', version=1, "
             f"data_home='{where}')\"` and copy {where} over, or use --data hdf5/table"
+        ) from None
+    except Exception as exc:  # checksum mismatch, dataset missing on the server, unparsable ARFF ...
+        raise DataError(
+            f"cannot load OpenML dataset {OPENML_NAME!r} from {where} ({type(exc).__name__}: {exc}); delete "
+            f"{where}/openml and fetch it again with scikit-learn's fetch_openml"
         ) from None
     names = [str(n) for n in bunch.feature_names]
     missing = [f for f in FEATURES if f not in names]
