@@ -96,7 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="print the full record as JSON on stdout")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("qap", help="run (or resume) the quantization-aware pruning fronts of a study file",
+                       description="Run the [qap] section of a study file: for each precision and mode (FT, LT), "
+                                   "train, measure and prune level by level, storing one trial per level. "
+                                   "Rerunning the same command resumes where a stopped run left off.")
+    q.add_argument("study", help="study file (TOML), e.g. studies/qap-tiny.toml")
+    q.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
+    q.add_argument("--quiet", action="store_true", help="one line per level instead of progress bars")
+    q.set_defaults(func=cmd_qap)
     return parser
+
+
+def cmd_qap(args: argparse.Namespace) -> int:
+    from .qap import run_qap
+    from .storage import redact, storage_url
+    from .studyfile import load_study_file
+
+    study = load_study_file(args.study)
+    ostudy = run_qap(study, storage=args.storage, progress=not args.quiet)
+    n = len(ostudy.get_trials(deepcopy=False))
+    print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "
+          f"{redact(storage_url(study, args.storage))}")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -183,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"qapbo {args.command}: training failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"qapbo {args.command}: interrupted", file=sys.stderr)
+        hint = "; rerun the same command to resume" if args.command != "train" else ""
+        print(f"qapbo {args.command}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -1,0 +1,112 @@
+"""Quantization-aware pruning (QAP): iterative global L1-magnitude pruning during QAT.
+
+At each level the network is trained to early stop, measured, then the smallest-magnitude
+surviving weights, ranked globally across all linear layers (output layer included, biases
+never), are pruned until the next cumulative fraction of the schedule is reached. FT keeps
+training the survivors; LT (lottery ticket) rewinds them to their initial values first.
+
+Written by hand rather than with ``torch.nn.utils.prune.global_unstructured`` because the masks
+here are parametrizations (so Brevitas always sees masked weights), which that API does not know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
+
+import torch
+
+from .data import JetData
+from .experiment import Measurement, measure, versions
+from .models import JetTagger
+from .train import EpochLog, TrainConfig, train
+
+
+@torch.no_grad()
+def prune_to_fraction_(model: JetTagger, fraction: float) -> int:
+    """Prune the smallest surviving weights globally until ``fraction`` of all weights are pruned.
+
+    The target count is ``round(fraction * total)`` so repeated levels never drift by rounding.
+    Ties are broken by position (stable sort), so the result is deterministic. Returns the
+    number of weights newly pruned.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    masks = model.masks()
+    weights = model.effective_weights()
+    total = sum(m.numel() for m in masks)
+    pruned_now = sum(int((m == 0).sum()) for m in masks)
+    target = round(fraction * total)
+    k = target - pruned_now
+    if k <= 0:
+        return 0
+    flat_w = torch.cat([w.abs().reshape(-1) for w in weights])
+    flat_m = torch.cat([m.reshape(-1) for m in masks])
+    score = torch.where(flat_m > 0, flat_w, torch.full_like(flat_w, float("inf")))
+    order = torch.sort(score, stable=True).indices[:k]
+    new_mask = flat_m.clone()
+    new_mask[order] = 0.0
+    start = 0
+    for m in masks:
+        n = m.numel()
+        m.copy_(new_mask[start:start + n].view_as(m))
+        start += n
+    model.apply_masks_()
+    return k
+
+
+@dataclass
+class LevelResult:
+    level: int  # 0-based index into the schedule
+    target: float  # cumulative pruned fraction asked for
+    measurement: Measurement
+
+
+def iterative_pruning(
+    model: JetTagger,
+    data: JetData,
+    config: TrainConfig,
+    schedule: tuple[float, ...],
+    mode: str,
+    initial_state: dict[str, torch.Tensor],
+    start_level: int = 0,
+    on_epoch: Callable[[int, EpochLog], None] | None = None,
+    on_level_start: Callable[[int, JetTagger], None] | None = None,
+) -> Iterator[LevelResult]:
+    """Train, measure and prune level by level; yields after each trained level.
+
+    ``model`` enters trained at level ``start_level - 1`` (or untrained when ``start_level`` is
+    0), so a resumed run continues exactly where a stopped one left off. Each level trains with
+    the seed ``config.seed + level``, so levels do not depend on what ran before in the process.
+    """
+    if mode not in ("ft", "lt"):
+        raise ValueError(f"mode must be 'ft' or 'lt', got {mode!r}")
+    for level in range(start_level, len(schedule)):
+        if level > 0:
+            prune_to_fraction_(model, schedule[level])  # prune trained weights only
+            if mode == "lt":
+                _rewind_(model, initial_state)
+        if on_level_start is not None:
+            on_level_start(level, model)
+        cfg = replace(config, seed=config.seed + level)
+        cb = (lambda log, _lvl=level: on_epoch(_lvl, log)) if on_epoch is not None else None
+        result = train(model, data, cfg, callback=cb)
+        record = measure(model, data, result)
+        record["train_config"] = cfg.to_dict()
+        record["versions"] = versions()
+        yield LevelResult(level, schedule[level], Measurement(model=model, training=result, record=record))
+
+
+@torch.no_grad()
+def _rewind_(model: JetTagger, initial_state: dict[str, torch.Tensor]) -> None:
+    """Lottery ticket: every tensor back to its initial value, except the masks."""
+    masks = [m.clone() for m in model.masks()]
+    model.load_state_dict(initial_state)
+    for m, saved in zip(model.masks(), masks):
+        m.copy_(saved)
+    model.apply_masks_()
+
+
+def initial_state_of(model: JetTagger) -> dict[str, torch.Tensor]:
+    """A deep copy of the model's state, for lottery-ticket rewinding."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,155 @@
+"""QAP runs: the baseline front, stored and resumable.
+
+One Optuna study per QAP run (directions: maximize AUC, minimize BOPs) and one COMPLETE trial
+per (seed, precision, mode, level), written in a single ``add_trial`` once the level is trained
+and its checkpoint uploaded, so a run killed at any moment leaves no partial trial; rerunning
+continues each chain from its last finished level's checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from typing import Callable
+
+import optuna
+from optuna.distributions import CategoricalDistribution, IntDistribution
+
+from .data import load_data
+from .models import build_model
+from .prune import initial_state_of, iterative_pruning
+from .storage import (
+    artifact_dir,
+    artifact_store,
+    load_checkpoint,
+    open_storage,
+    open_study,
+    redact,
+    save_checkpoint,
+    storage_url,
+)
+from .studyfile import StudyFile, StudyFileError
+
+DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs
+
+
+def qap_study_name(study: StudyFile) -> str:
+    return f"{study.name}-qap"
+
+
+def run_qap(
+    study: StudyFile,
+    storage: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> optuna.Study:
+    """Run (or resume) the QAP part of ``study``; returns the Optuna study holding its trials."""
+    if study.qap is None:
+        raise StudyFileError(f"{study.path}: no [qap] section; add one to run quantization-aware pruning")
+    q = study.qap
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    url = storage_url(study, storage)
+    data = load_data(study.data)  # bad data fails here, before the storage is touched
+    ostudy = open_study(open_storage(url), study, kind="qap", sections=("data", "train", "qap"),
+                        directions=DIRECTIONS, study_name=qap_study_name(study))
+    store = artifact_store(artifact_dir(study, url))
+    dists = {
+        "seed": CategoricalDistribution(list(q.seeds)),
+        "precision": CategoricalDistribution(list(q.precisions)),
+        "mode": CategoricalDistribution(list(q.modes)),
+        "level": IntDistribution(0, len(q.schedule) - 1),
+    }
+    done = {_key(t.params): t for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    total = len(q.seeds) * len(q.precisions) * len(q.modes) * len(q.schedule)
+    say(f"qap {study.name}: {len(done)}/{total} levels already stored in {redact(url)} "
+        f"(study {ostudy.study_name}){'; data: ' + data.label if data.synthetic else ''}")
+
+    bars = _Bars(total, len(done), study.train.epochs, enabled=progress)
+    try:
+        for seed in q.seeds:
+            for bits in q.precisions:
+                for mode in q.modes:
+                    _run_chain(ostudy, store, data, study, seed, bits, mode, done, dists, bars, say)
+    finally:
+        bars.close()
+    return ostudy
+
+
+def _key(params: dict) -> tuple:
+    return (params["seed"], params["precision"], params["mode"], params["level"])
+
+
+def _run_chain(ostudy, store, data, study, seed, bits, mode, done, dists, bars, say) -> None:
+    q = study.qap
+    levels = [lvl for lvl in range(len(q.schedule)) if (seed, bits, mode, lvl) in done]
+    if len(levels) == len(q.schedule):
+        return
+    spec = q.spec(bits, data.n_features, data.n_classes)
+    model = build_model(spec, seed=seed)
+    initial = initial_state_of(model)  # LT rewinds to this; rebuilt identically from the seed
+    start = 0
+    if levels:
+        last = max(levels)
+        if levels != list(range(last + 1)):
+            raise StudyFileError(f"stored levels {levels} of {bits}-bit {mode} seed {seed} have a gap; "
+                                 "the study was written by something else; use a new study name")
+        model, _ = load_checkpoint(store, done[(seed, bits, mode, last)].user_attrs["checkpoint"])
+        start = last + 1
+    config = replace(study.train, seed=seed)
+    tag = f"{'float' if bits == 32 else f'{bits}-bit'} {mode.upper()} seed {seed}"
+    for res in iterative_pruning(
+        model, data, config, q.schedule, mode, initial, start_level=start,
+        on_epoch=lambda lvl, log: bars.epoch(f"{tag} level {lvl}/{len(q.schedule) - 1}", log),
+    ):
+        rec = res.measurement.record
+        params = {"seed": seed, "precision": bits, "mode": mode, "level": res.level}
+        meta = {"study": ostudy.study_name, **params}
+        ckpt = save_checkpoint(store, ostudy, res.measurement.model, meta)
+        attrs = {**rec, "target_sparsity": res.target, "checkpoint": ckpt, "kind": "qap"}
+        ostudy.add_trial(optuna.trial.create_trial(
+            params=params, distributions=dists, values=[rec["auc"], rec["bops"]], user_attrs=attrs,
+            state=optuna.trial.TrialState.COMPLETE,
+        ))
+        bars.level_done(f"{tag} level {res.level:2d} ({rec['sparsity']:6.2%} pruned): AUC {rec['auc']:.4f}  "
+                        f"BOPs {rec['bops']:,.0f}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
+                        f"{rec['seconds']:.1f} s", say)
+
+
+class _Bars:
+    """Progress: a bar over levels and one over the epochs of the current level (stderr)."""
+
+    def __init__(self, total: int, done: int, epochs: int, enabled: bool):
+        self.enabled = enabled
+        self.levels = self.epochs = None
+        self.max_epochs = epochs
+        if enabled:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm
+            self.levels = tqdm(total=total, initial=done, desc="levels", unit="level", file=sys.stderr, position=0)
+
+    def epoch(self, desc: str, log) -> None:
+        if not self.enabled:
+            return
+        if self.epochs is None or self.epochs.desc != desc:
+            if self.epochs is not None:
+                self.epochs.close()
+            self.epochs = self._tqdm(total=self.max_epochs, desc=desc, unit="epoch", file=sys.stderr,
+                                     position=1, leave=False)
+        self.epochs.update(1)
+        self.epochs.set_postfix(val_loss=f"{log.val_loss:.4f}")
+
+    def level_done(self, msg: str, say) -> None:
+        if self.enabled:
+            if self.epochs is not None:
+                self.epochs.close()
+                self.epochs = None
+            self.levels.update(1)
+            self._tqdm.write(msg, file=sys.stderr)
+        else:
+            say(msg)
+
+    def close(self) -> None:
+        for bar in (self.epochs, self.levels):
+            if bar is not None:
+                bar.close()

@@ -1,0 +1,159 @@
+"""Where results live: an Optuna RDB storage (SQLite by default) and an artifact store beside it.
+
+Trials carry every metric as user attributes; model checkpoints (state dict with masks and the
+model spec) go to Optuna's file-system artifact store, so any stored point can be reloaded.
+A study remembers the canonical study file it was created from and refuses a changed one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+import torch
+
+from .errors import QapboError
+from .models import JetTagger, ModelSpec, build_model
+from .studyfile import StudyFile, StudyFileError, config_hash, describe_changes
+
+ATTR_CONFIG = "qapbo_config"
+ATTR_KIND = "qapbo_kind"
+ATTR_FILE = "qapbo_study_file"
+ATTR_HASH = "qapbo_config_hash"
+
+
+class StorageError(QapboError):
+    """The storage cannot be opened or written."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print and log)."""
+    return re.sub(r"(://[^/:@]+:)[^@/]*@", r"\1***@", url)
+
+
+def storage_url(study: StudyFile, override: str | None = None) -> str:
+    return override or study.storage or f"sqlite:///runs/{study.name}.db"
+
+
+def artifact_dir(study: StudyFile, url: str) -> Path:
+    """Artifacts beside a SQLite file (``runs/x.db`` -> ``runs/x.artifacts``), else as configured."""
+    if study.artifacts:
+        return Path(study.artifacts)
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):])
+        return db.with_name(db.stem + ".artifacts")
+    return Path("runs") / f"{study.name}.artifacts"
+
+
+def open_storage(url: str, **rdb_kwargs: Any) -> optuna.storages.RDBStorage:
+    """An RDBStorage for ``url``; a clear :class:`StorageError` if it cannot be reached."""
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):])
+        if db.parent and not db.parent.exists():
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create {db.parent} for the storage ({exc.strerror}); "
+                                   "pass --storage with a writable path") from None
+    try:
+        return optuna.storages.RDBStorage(url, **rdb_kwargs)
+    except Exception as exc:  # sqlalchemy OperationalError/ArgumentError, missing driver ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {redact(url)} ({redact(first)}); check the URL, "
+                           "that the server is running and reachable, and the credentials") from None
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    study: StudyFile,
+    kind: str,
+    sections: Sequence[str],
+    directions: Sequence[str],
+    study_name: str | None = None,
+) -> optuna.Study:
+    """Load the study named after ``study`` or create it; refuse a changed study file.
+
+    The comparison covers the sections that define results (``sections`` plus the seed), not
+    the storage URL or the description.
+    """
+    name = study_name or study.name
+    wanted = study.section(*sections)
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        existing = None
+    if existing is not None:
+        attrs = existing.user_attrs
+        stored = attrs.get(ATTR_CONFIG)
+        if stored is None and not existing.trials:  # a creation that was interrupted: finish it
+            _stamp(existing, study, kind, wanted)
+            return existing
+        if attrs.get(ATTR_KIND) != kind:
+            raise StudyFileError(f"study {name!r} in this storage is a {attrs.get(ATTR_KIND, 'foreign')} study, "
+                                 f"not a {kind} study; choose another name")
+        if stored != wanted:
+            changes = describe_changes(stored or {}, wanted)
+            raise StudyFileError(
+                f"study file {study.path} changed since study {name!r} started: " + "; ".join(changes)
+                + ". Restore the original settings to resume, or give the study a new name"
+            )
+        return existing
+    created = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
+    _stamp(created, study, kind, wanted)
+    return created
+
+
+def _stamp(s: optuna.Study, study: StudyFile, kind: str, wanted: dict[str, Any]) -> None:
+    s.set_user_attr(ATTR_KIND, kind)
+    s.set_user_attr(ATTR_FILE, study.text)
+    s.set_user_attr(ATTR_HASH, config_hash(wanted))
+    s.set_user_attr(ATTR_CONFIG, wanted)  # last: its presence marks a complete creation
+
+
+def artifact_store(path: Path) -> optuna.artifacts.FileSystemArtifactStore:
+    path.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(str(path))
+
+
+def save_checkpoint(
+    store: optuna.artifacts.FileSystemArtifactStore,
+    study_or_trial: optuna.Study | optuna.Trial,
+    model: JetTagger,
+    meta: dict[str, Any],
+) -> str:
+    """Upload the model (spec, state dict with masks, ``meta``) as an artifact; returns its id."""
+    payload = {"spec": model.spec.to_dict(), "state_dict": model.state_dict(), "meta": json.dumps(meta)}
+    fd, tmp = tempfile.mkstemp(suffix=".pt", prefix="qapbo-ckpt-")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        return optuna.artifacts.upload_artifact(artifact_store=store, file_path=tmp,
+                                                study_or_trial=study_or_trial,
+                                                mimetype="application/x-pytorch")
+    finally:
+        os.unlink(tmp)
+
+
+def load_checkpoint(store: optuna.artifacts.FileSystemArtifactStore, artifact_id: str) -> tuple[JetTagger, dict]:
+    """Rebuild the stored model (masks included) and return it with its metadata."""
+    fd, tmp = tempfile.mkstemp(suffix=".pt", prefix="qapbo-ckpt-")
+    os.close(fd)
+    os.unlink(tmp)  # download_artifact refuses to overwrite
+    try:
+        optuna.artifacts.download_artifact(artifact_store=store, file_path=tmp, artifact_id=artifact_id)
+        payload = torch.load(tmp, weights_only=True)
+    except Exception as exc:
+        raise StorageError(f"cannot load checkpoint {artifact_id} ({type(exc).__name__}: {exc}); "
+                           "is the artifact directory beside the database complete?") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    model = build_model(ModelSpec.from_dict(payload["spec"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, json.loads(payload["meta"])

@@ -1,0 +1,225 @@
+"""Study files: TOML descriptions of QAP runs (and, later, searches), validated at load.
+
+A study file is the unit users version and rerun. Everything in it is checked before any
+storage is touched, with errors that name the file, the key and the fix. Its canonical form
+(defaults filled in) is stored with the study, so a resumed run can refuse a file that changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import DataConfig
+from .errors import QapboError
+from .models import BN_MODES, ModelSpec
+from .train import TrainConfig
+
+#: PROTOCOL's cumulative pruned fractions: 0, 10, ..., 90, 96.66, 98.88 %.
+PROTOCOL_SCHEDULE: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9666, 0.9888)
+PROTOCOL_PRECISIONS: tuple[int, ...] = (32, 12, 8, 6, 4)
+QAP_MODES = ("ft", "lt")
+
+
+class StudyFileError(QapboError):
+    """The study file is malformed or inconsistent."""
+
+
+# key: (python types accepted, default). A default of REQUIRED means the key must be given.
+REQUIRED = object()
+_TOP = {"name": (str, REQUIRED), "seed": (int, 0), "storage": (str, None), "artifacts": (str, None),
+        "description": (str, "")}
+_DATA = {"source": (str, "synthetic-jets"), "path": (str, None), "test_path": (str, None),
+         "data_home": (str, None), "label_column": (str, "class"), "n_rows": (int, 100_000),
+         "max_rows": (int, None), "val_fraction": (float, 0.2), "test_fraction": (float, 0.2)}
+_TRAIN = {"epochs": (int, 250), "lr": (float, 1e-4), "batch_size": (int, 1024), "l1": (float, 1e-4),
+          "patience": (int, 10), "threads": (int, 1)}
+_QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (int, 32),
+        "precisions": (list, list(PROTOCOL_PRECISIONS)), "modes": (list, list(QAP_MODES)),
+        "schedule": (list, list(PROTOCOL_SCHEDULE)), "seeds": (list, None)}
+SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP}
+
+
+@dataclass(frozen=True)
+class QapSettings:
+    hidden: tuple[int, ...]
+    bn: str
+    input_bits: int
+    precisions: tuple[int, ...]
+    modes: tuple[str, ...]
+    schedule: tuple[float, ...]
+    seeds: tuple[int, ...]
+
+    def spec(self, bits: int, n_inputs: int, n_classes: int) -> ModelSpec:
+        return ModelSpec(n_inputs=n_inputs, hidden=self.hidden, n_classes=n_classes, weight_bits=bits,
+                         input_bits=self.input_bits, bn=self.bn)
+
+
+@dataclass(frozen=True)
+class StudyFile:
+    """A parsed, validated study file."""
+
+    name: str
+    seed: int
+    storage: str | None
+    artifacts: str | None
+    description: str
+    data: DataConfig
+    train: TrainConfig
+    qap: QapSettings | None
+    path: str = "<memory>"
+    canonical: dict[str, Any] = field(default_factory=dict, repr=False)
+    text: str = field(default="", repr=False)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.canonical)
+
+    def section(self, *names: str) -> dict[str, Any]:
+        """The canonical parts that define a run's results (used to detect a changed file)."""
+        return {k: self.canonical[k] for k in ("seed", *names) if k in self.canonical}
+
+
+def config_hash(canonical: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_study_file(path: str | Path) -> StudyFile:
+    """Read and validate a study file; every problem raises :class:`StudyFileError`."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise StudyFileError(f"{p}: no such study file; check the path (study files live in studies/)") from None
+    except OSError as exc:
+        raise StudyFileError(f"{p}: cannot read the study file ({exc.strerror})") from None
+    return parse_study(text, str(p))
+
+
+def parse_study(text: str, where: str = "<memory>") -> StudyFile:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyFileError(f"{where}: not valid TOML ({exc}); fix the syntax at that line") from None
+    top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise StudyFileError(f"{where}: unknown section [{name}]{_suggest(name, SECTIONS)}; "
+                             f"known sections: {', '.join(f'[{s}]' for s in SECTIONS)}")
+    canonical: dict[str, Any] = _check(top, _TOP, where, "top level")
+    for sec, schema in SECTIONS.items():
+        if sec in sections or sec in ("data", "train"):
+            canonical[sec] = _check(sections.get(sec, {}), schema, where, f"[{sec}]")
+    name = canonical["name"]
+    if not name or any(c in name for c in "/\\:") or name.strip() != name:
+        raise StudyFileError(f"{where}: name {name!r} must be non-empty, without slashes, colons or spaces "
+                             "at either end (it names the study and its files)")
+    seed = canonical["seed"]
+    d = canonical["data"]
+    data = DataConfig(seed=seed, **d)
+    try:
+        data.validate()
+        train = TrainConfig(seed=seed, **canonical["train"])
+    except QapboError as exc:
+        raise StudyFileError(f"{where}: {exc}") from None
+    qap = None
+    if "qap" in canonical:
+        qap = _qap_settings(canonical["qap"], seed, where)
+        canonical["qap"]["seeds"] = list(qap.seeds)
+    return StudyFile(name=name, seed=seed, storage=canonical["storage"], artifacts=canonical["artifacts"],
+                     description=canonical["description"], data=data, train=train, qap=qap, path=where,
+                     canonical=canonical, text=text)
+
+
+def _qap_settings(q: dict[str, Any], seed: int, where: str) -> QapSettings:
+    def fail(msg: str) -> None:
+        raise StudyFileError(f"{where}: [qap] {msg}")
+
+    hidden = _int_list(q["hidden"], "hidden", where)
+    precisions = _int_list(q["precisions"], "precisions", where)
+    if not precisions:
+        fail("precisions is empty: list at least one bit width, e.g. precisions = [32, 6]")
+    if len(set(precisions)) != len(precisions):
+        fail(f"precisions {precisions} has duplicates")
+    modes = q["modes"]
+    if not modes or any(m not in QAP_MODES for m in modes) or len(set(modes)) != len(modes):
+        fail(f"modes {modes} must be a non-empty list of distinct values from {list(QAP_MODES)}")
+    schedule = q["schedule"]
+    if not schedule or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in schedule):
+        fail("schedule must be a non-empty list of cumulative pruned fractions, e.g. [0.0, 0.5, 0.9]")
+    schedule = [float(v) for v in schedule]
+    if schedule[0] != 0.0:
+        fail(f"schedule must start at 0.0 (the unpruned network), got {schedule[0]}")
+    if any(not (0.0 <= v < 1.0) or not math.isfinite(v) for v in schedule):
+        fail("schedule fractions must lie in [0, 1)")
+    if any(b <= a for a, b in zip(schedule, schedule[1:])):
+        fail(f"schedule {schedule} must increase strictly (cumulative fractions)")
+    seeds = _int_list(q["seeds"], "seeds", where) if q["seeds"] is not None else (seed,)
+    if q["bn"] not in BN_MODES:
+        fail(f"bn {q['bn']!r} is not one of {', '.join(BN_MODES)}")
+    try:
+        for b in precisions:
+            ModelSpec(hidden=hidden, weight_bits=b, input_bits=q["input_bits"], bn=q["bn"])
+    except QapboError as exc:
+        fail(str(exc))
+    return QapSettings(hidden=hidden, bn=q["bn"], input_bits=q["input_bits"], precisions=precisions,
+                       modes=tuple(modes), schedule=tuple(schedule), seeds=seeds)
+
+
+def _int_list(v: Any, key: str, where: str) -> tuple[int, ...]:
+    if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in v):
+        raise StudyFileError(f"{where}: {key} must be a list of integers, got {v!r}")
+    return tuple(v)
+
+
+def _check(given: dict[str, Any], schema: dict[str, tuple[type, Any]], where: str, sec: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in given:
+        if key not in schema:
+            raise StudyFileError(f"{where}: unknown key '{key}' in {sec}{_suggest(key, schema)}; "
+                                 f"known keys: {', '.join(schema)}")
+    for key, (typ, default) in schema.items():
+        if key not in given:
+            if default is REQUIRED:
+                raise StudyFileError(f"{where}: missing key '{key}' in {sec}; add e.g. {key} = \"my-study\"")
+            out[key] = list(default) if isinstance(default, list) else default
+            continue
+        v = given[key]
+        ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
+        if typ is float and isinstance(v, int) and not isinstance(v, bool):
+            v, ok = float(v), True
+        if not ok:
+            raise StudyFileError(f"{where}: {sec} key '{key}' must be {_type_name(typ)}, "
+                                 f"got {type(v).__name__} {v!r}")
+        out[key] = v
+    return out
+
+
+def _type_name(t: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", list: "a list", bool: "true or false"}[t]
+
+
+def _suggest(key: str, known: Any) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human list of differences between two canonical configs, e.g. ``qap.precisions: [32] -> [6]``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += describe_changes(a, b, f"{name}.")
+        elif a != b:
+            out.append(f"{name}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
