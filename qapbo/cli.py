@@ -191,6 +191,9 @@ def format_record(rec: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="brevitas")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # qapbo prints its own progress
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -124,7 +124,6 @@ class _QuantConsts:
     threshold: torch.Tensor  # integer scaling (2^(b-1)-1 signed narrow, 2^b-1 unsigned, ...)
     min_int: torch.Tensor
     max_int: torch.Tensor
-    scale_param: nn.Parameter | None = None  # learned activation scale (None for weights)
     clamp_min: float = 1e-10
 
     @property
@@ -207,16 +206,14 @@ class JetTagger(nn.Module):
         if not hasattr(module, "act_quant"):
             return None
         tq = _tensor_quant(module.act_quant.fused_activation_quant_proxy)
-        c = _consts(tq)
-        c.scale_param = tq.scaling_impl.value
-        return c
+        return _consts(tq)
 
     # ------------------------------------------------------------------ forward paths
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, computed functionally with Brevitas's arithmetic (see module docstring)."""
         if self._iq is not None:
-            x = _fake_quant_input(x, self._iq)
+            x = _fake_quant_input(x, act_scale_param(self.input_quant), self._iq)
         last = len(self.linears) - 1
         for i, lin in enumerate(self.linears):
             wq = self._wq[i]
@@ -231,7 +228,8 @@ class JetTagger(nn.Module):
                 if aq is None:
                     x = F.relu(x)
                 else:
-                    x = QuantReLUFn.apply(x, torch.abs(aq.scale_param) / aq.threshold, aq.max_int_f)
+                    scale = torch.abs(act_scale_param(self.acts[i])) / aq.threshold
+                    x = QuantReLUFn.apply(x, scale, aq.max_int_f)
         return x
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -325,9 +323,18 @@ def _batch_norm(n: int, mode: str) -> nn.Module:
     return nn.BatchNorm1d(n, track_running_stats=False)
 
 
-def _fake_quant_input(x: torch.Tensor, c: _QuantConsts) -> torch.Tensor:
+def act_scale_param(module: nn.Module) -> nn.Parameter:
+    """The learned scale of a Brevitas activation quantizer.
+
+    Looked up on every call, never cached: Brevitas rebuilds its quantizer modules on
+    ``load_state_dict``, so a stored reference would go stale after a checkpoint restore.
+    """
+    return module.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value
+
+
+def _fake_quant_input(x: torch.Tensor, scale_param: torch.Tensor, c: _QuantConsts) -> torch.Tensor:
     # Signed input quantizer: both clamps can act; plain op chain (it runs once a step).
-    scale = torch.abs(c.scale_param) / c.threshold
+    scale = torch.abs(scale_param) / c.threshold
     return torch.clamp(round_ste(x / scale), c.min_int, c.max_int) * scale
 
 

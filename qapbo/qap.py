@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from datetime import timedelta
 from typing import Callable
 
 import optuna
@@ -106,10 +107,12 @@ def _run_chain(ostudy, store, data, study, seed, bits, mode, done, dists, bars, 
         meta = {"study": ostudy.study_name, **params}
         ckpt = save_checkpoint(store, ostudy, res.measurement.model, meta)
         attrs = {**rec, "target_sparsity": res.target, "checkpoint": ckpt, "kind": "qap"}
-        ostudy.add_trial(optuna.trial.create_trial(
+        trial = optuna.trial.create_trial(
             params=params, distributions=dists, values=[rec["auc"], rec["bops"]], user_attrs=attrs,
             state=optuna.trial.TrialState.COMPLETE,
-        ))
+        )
+        trial.datetime_start = trial.datetime_complete - timedelta(seconds=rec["seconds"])  # real duration
+        ostudy.add_trial(trial)
         bars.level_done(f"{tag} level {res.level:2d} ({rec['sparsity']:6.2%} pruned): AUC {rec['auc']:.4f}  "
                         f"BOPs {rec['bops']:,.0f}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
                         f"{rec['seconds']:.1f} s", say)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qapbo.errors import SpecError
-from qapbo.models import ModelSpec, build_model
+from qapbo.models import ModelSpec, act_scale_param, build_model
 from qapbo.train import TrainConfig, train
 
 SPECS = [
@@ -34,9 +34,9 @@ def test_fast_path_equals_brevitas_modules(spec, act_scale):
     model = _masked(build_model(spec, seed=1))
     if act_scale is not None:  # small learned scale: the activation clamp acts on many values
         with torch.no_grad():
-            for c in model._aq:
-                if c is not None:
-                    c.scale_param.fill_(act_scale)
+            for act in model.acts:
+                if hasattr(act, "act_quant"):
+                    act_scale_param(act).fill_(act_scale)
     x = torch.randn(300, 16, generator=torch.Generator().manual_seed(2)) * 2
     params = [p for p in model.parameters() if p.requires_grad]
     for mode in ("train", "eval"):
@@ -71,7 +71,7 @@ def test_quantized_weights_take_at_most_2_to_the_b_minus_1_levels():
     qw = model.linears[1].quant_weight()
     levels = torch.unique(qw.value.detach() / qw.scale.detach()).round()
     assert set(levels.tolist()) <= {-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0}  # narrow range, 3 bits
-    assert model._aq[0].scale_param.item() == 6.0  # PROTOCOL: learned scale initialised at 6
+    assert act_scale_param(model.acts[0]).item() == 6.0  # PROTOCOL: learned scale initialised at 6
 
 
 def test_pruned_weights_stay_exactly_zero_through_training(tiny_data):
@@ -128,3 +128,22 @@ def test_spec_round_trips_through_dict():
     spec = ModelSpec(hidden=(10, 5), weight_bits=(4, 6, 8), act_bits=(3, 5), input_bits=8, bn="none")
     assert ModelSpec.from_dict(spec.to_dict()) == spec
     assert spec.describe() == "16-10-5-5 w4/6/8 a3/5 in8 bn=none"
+
+
+@pytest.mark.parametrize("spec", [ModelSpec(weight_bits=4), ModelSpec(weight_bits=6, input_bits=8)],
+                         ids=lambda s: s.describe())
+def test_fast_path_follows_load_state_dict(spec):
+    # Brevitas rebuilds quantizer modules on load_state_dict: the fast path must see new values.
+    model = build_model(spec, seed=0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for k in state:
+        if k.endswith("scaling_impl.value"):
+            state[k].fill_(0.7)
+    fresh = build_model(spec, seed=1)
+    fresh.load_state_dict(state)
+    x = torch.randn(64, 16) * 3
+    fresh.eval()
+    assert torch.equal(fresh(x), fresh.reference_forward(x))
+    model.load_state_dict(state)
+    model.eval()
+    assert torch.equal(model(x), fresh(x))

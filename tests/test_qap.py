@@ -1,0 +1,193 @@
+"""QAP runs end to end: storage, checkpoints, resume after SIGKILL, changed study files."""
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pytest
+
+from qapbo.data import load_data
+from qapbo.metrics import evaluate
+from qapbo.bops import model_bops
+from qapbo.qap import qap_study_name, run_qap
+from qapbo.storage import artifact_dir, artifact_store, load_checkpoint
+from qapbo.studyfile import StudyFileError, load_study_file, parse_study
+
+QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
+
+TINY = """
+name = "{name}"
+seed = 0
+[data]
+n_rows = {rows}
+[train]
+epochs = {epochs}
+lr = 0.003
+batch_size = 128
+patience = {epochs}
+[qap]
+hidden = [32, 16]
+precisions = [32, 4]
+modes = ["ft", "lt"]
+schedule = [0.0, 0.5, 0.8]
+"""
+
+
+def write_study(tmp_path, name="tiny", rows=1500, epochs=3, **changes):
+    text = TINY.format(name=name, rows=rows, epochs=epochs)
+    for old, new in changes.items():
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def trials_of(url, name):
+    s = optuna.load_study(study_name=name, storage=url)
+    return s.get_trials(deepcopy=False)
+
+
+def test_run_stores_one_trial_per_level_with_reloadable_checkpoints(tmp_path):
+    path = write_study(tmp_path)
+    study = load_study_file(path)
+    url = f"sqlite:///{tmp_path}/tiny.db"
+    ostudy = run_qap(study, storage=url, progress=False, log=lambda m: None)
+    trials = ostudy.get_trials()
+    assert len(trials) == 2 * 2 * 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    keys = {(t.params["precision"], t.params["mode"], t.params["level"]) for t in trials}
+    assert len(keys) == 12
+    data = load_data(study.data)
+    store = artifact_store(artifact_dir(study, url))
+    assert artifact_dir(study, url) == tmp_path / "tiny.artifacts"
+    for t in trials:
+        a = t.user_attrs
+        for key in ["accuracy", "auc_per_class", "bkg_eff_at_sig50", "sparsity_per_layer", "epochs", "seconds",
+                    "bops_definition", "data_fingerprint", "checkpoint"]:
+            assert key in a
+        assert t.values == [a["auc"], a["bops"]]
+        assert a["data_fingerprint"] == data.fingerprint
+        assert (t.datetime_complete - t.datetime_start).total_seconds() == pytest.approx(a["seconds"], abs=1e-3)
+        model, meta = load_checkpoint(store, a["checkpoint"])
+        assert meta["level"] == t.params["level"]
+        again = evaluate(model, data.x_test, data.y_test, data.class_names)
+        assert again["auc"] == a["auc"] and again["sparsity"] == a["sparsity"]
+        assert model_bops(model).total == a["bops"]
+    # rerunning a finished run adds nothing
+    run_qap(study, storage=url, progress=False, log=lambda m: None)
+    assert len(trials_of(url, qap_study_name(study))) == 12
+
+
+def test_changed_study_file_is_refused_and_storage_untouched(tmp_path):
+    path = write_study(tmp_path, epochs=2)
+    url = f"sqlite:///{tmp_path}/tiny.db"
+    run_qap(load_study_file(path), storage=url, progress=False, log=lambda m: None)
+    before = (tmp_path / "tiny.db").read_bytes()
+    changed = write_study(tmp_path, epochs=2, **{"precisions = [32, 4]": "precisions = [32, 6]",
+                                                 "lr = 0.003": "lr = 0.01"})
+    with pytest.raises(StudyFileError) as err:
+        run_qap(load_study_file(changed), storage=url, progress=False, log=lambda m: None)
+    msg = str(err.value)
+    assert "changed since study 'tiny-qap' started" in msg
+    assert "qap.precisions: [32, 4] -> [32, 6]" in msg and "train.lr: 0.003 -> 0.01" in msg
+    assert (tmp_path / "tiny.db").read_bytes() == before
+
+
+def _run_cli(path, url, **kw):
+    return subprocess.Popen(QAPBO.split() + ["qap", str(path), "--storage", url, "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _complete(db):
+    if not os.path.exists(db):
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return con.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+
+
+def test_sigkill_mid_level_then_resume_matches_uninterrupted_run(tmp_path):
+    path = write_study(tmp_path, rows=3000, epochs=8)
+    # reference: one uninterrupted run
+    ref_url = f"sqlite:///{tmp_path}/ref.db"
+    ref = _run_cli(path, ref_url)
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    # killed run: SIGKILL right after the 4th level is stored, i.e. while level 5 trains
+    db = tmp_path / "killed.db"
+    url = f"sqlite:///{db}"
+    proc = _run_cli(path, url)
+    deadline = time.time() + 240
+    while _complete(db) < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = _complete(db)
+    assert 4 <= stored < 12, "the run should have been killed mid-way"
+    resumed = _run_cli(path, url)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert f"{stored}/12 levels already stored" in err
+    got = trials_of(url, "tiny-qap")
+    want = trials_of(ref_url, "tiny-qap")
+    assert len(got) == 12 and all(t.state == optuna.trial.TrialState.COMPLETE for t in got)
+
+    def table(trials):
+        return {(t.params["precision"], t.params["mode"], t.params["level"]): t for t in trials}
+
+    g, w = table(got), table(want)
+    assert set(g) == set(w) and len(g) == 12  # exactly one trial per (precision, mode, level)
+    for k in w:
+        assert g[k].values == w[k].values, k
+        for attr in ["accuracy", "auc_per_class", "sparsity_per_layer", "epochs", "best_val_loss"]:
+            assert g[k].user_attrs[attr] == w[k].user_attrs[attr], (k, attr)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("name = 'x'\n[qap]\nprecision = [6]\n", "unknown key 'precision' in [qap] (did you mean 'precisions'?)"),
+        ("name = 'x'\n[trian]\nepochs = 3\n", "unknown section [trian] (did you mean 'train'?)"),
+        ("name = 'x'\n[train]\nepochs = 'ten'\n", "[train] key 'epochs' must be an integer, got str 'ten'"),
+        ("name = 'x'\n[qap]\nprecisions = [6, 40]\n", "bit width 40 for layer 1 is out of range"),
+        ("name = 'x'\n[qap]\nprecisions = []\n", "precisions is empty"),
+        ("name = 'x'\n[qap]\nschedule = [0.0, 0.9, 0.5]\n", "must increase strictly"),
+        ("name = 'x'\n[qap]\nschedule = [0.1, 0.5]\n", "must start at 0.0"),
+        ("name = 'x'\n[qap]\nmodes = ['ft', 'rewind']\n", "modes ['ft', 'rewind'] must be"),
+        ("seed = 1\n", "missing key 'name'"),
+        ("name = 'x\n", "not valid TOML"),
+        ("name = 'a/b'\n", "without slashes"),
+        ("name = 'x'\n[data]\nsource = 'root'\n", "unknown data source 'root'"),
+        ("name = 'x'\n[train]\nlr = -1\n", "lr is -1.0"),
+    ],
+)
+def test_bad_study_files(text, message):
+    with pytest.raises(StudyFileError) as err:
+        parse_study(text, "s.toml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("s.toml")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["qap", "missing.toml"], "no such study file"),
+])
+def test_cli_bad_study_exit_2(args, message, tmp_path):
+    p = subprocess.run(QAPBO.split() + args, capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_cli_unreachable_storage_exit_2(tmp_path):
+    path = write_study(tmp_path, epochs=1)
+    p = subprocess.run(QAPBO.split() + ["qap", str(path), "--storage", "postgresql://u:secret@127.0.0.1:1/db",
+                                        "--quiet"], capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert "cannot open storage postgresql://u:***@127.0.0.1:1/db" in p.stderr
+    assert "secret" not in p.stderr and "Traceback" not in p.stderr
