@@ -105,7 +105,41 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
     q.add_argument("--quiet", action="store_true", help="one line per level instead of progress bars")
     q.set_defaults(func=cmd_qap)
+
+    s = sub.add_parser("search", help="run (or resume) the multi-objective search of a study file",
+                       description="Run the [search] section of a study file: Optuna proposes architectures and "
+                                   "precisions, each trial trains and measures one network (AUC up, BOPs down). "
+                                   "Rerunning the same command resumes the study up to its budget.")
+    s.add_argument("study", help="study file (TOML), e.g. studies/search-tiny.toml")
+    s.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
+    s.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study (overrides the file)")
+    s.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
+    s.add_argument("--quiet", action="store_true", help="one line per trial instead of a progress bar")
+    s.set_defaults(func=cmd_search)
     return parser
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import run_search
+    from .storage import redact, storage_url
+    from .studyfile import load_study_file
+
+    study = load_study_file(args.study)
+    if args.timeout is not None and args.timeout <= 0:
+        raise QapboError(f"--timeout {args.timeout:g}: use a positive number of seconds")
+    for ostudy in run_search(study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
+                             progress=not args.quiet):
+        front = ostudy.best_trials
+        n = len(ostudy.get_trials(deepcopy=False, states=(optuna_complete(),)))
+        print(f"search {ostudy.study_name}: {n} COMPLETE trials, {len(front)} on the AUC-BOPs front, in "
+              f"{redact(storage_url(study, args.storage))}")
+    return 0
+
+
+def optuna_complete():
+    from optuna.trial import TrialState
+
+    return TrialState.COMPLETE
 
 
 def cmd_qap(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -61,7 +62,9 @@ def open_storage(url: str, **rdb_kwargs: Any) -> optuna.storages.RDBStorage:
                 raise StorageError(f"cannot create {db.parent} for the storage ({exc.strerror}); "
                                    "pass --storage with a writable path") from None
     try:
-        return optuna.storages.RDBStorage(url, **rdb_kwargs)
+        with warnings.catch_warnings():  # heartbeat arguments are "experimental" since Optuna 2.x
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **rdb_kwargs)
     except Exception as exc:  # sqlalchemy OperationalError/ArgumentError, missing driver ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {redact(url)} ({redact(first)}); check the URL, "

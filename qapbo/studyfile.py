@@ -43,7 +43,13 @@ _TRAIN = {"epochs": (int, 250), "lr": (float, 1e-4), "batch_size": (int, 1024), 
 _QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (int, 32),
         "precisions": (list, list(PROTOCOL_PRECISIONS)), "modes": (list, list(QAP_MODES)),
         "schedule": (list, list(PROTOCOL_SCHEDULE)), "seeds": (list, None)}
-SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP}
+_SEARCH = {"sampler": (str, "tpe"), "n_trials": (int, None), "timeout": (float, None), "preset": (str, None),
+           "precisions": (list, None), "space": (dict, None), "heartbeat_interval": (int, 10),
+           "grace_period": (int, 30), "max_retry": (int, 2)}
+_OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, "minimize"), "constraints": (list, [])}
+SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES}
+#: Search keys that only set the budget or liveness checks: changing them keeps a study resumable.
+SEARCH_BUDGET_KEYS = ("n_trials", "timeout", "heartbeat_interval", "grace_period", "max_retry")
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class StudyFile:
     data: DataConfig
     train: TrainConfig
     qap: QapSettings | None
+    search: Any = None  # qapbo.space.SearchSettings when the file has a [search] section
     path: str = "<memory>"
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
     text: str = field(default="", repr=False)
@@ -82,8 +89,14 @@ class StudyFile:
         return config_hash(self.canonical)
 
     def section(self, *names: str) -> dict[str, Any]:
-        """The canonical parts that define a run's results (used to detect a changed file)."""
-        return {k: self.canonical[k] for k in ("seed", *names) if k in self.canonical}
+        """The canonical parts that define a run's results (used to detect a changed file).
+
+        Budget keys of [search] are left out: extending a search is not changing it.
+        """
+        out = {k: self.canonical[k] for k in ("seed", *names) if k in self.canonical}
+        if "search" in out:
+            out["search"] = {k: v for k, v in out["search"].items() if k not in SEARCH_BUDGET_KEYS}
+        return out
 
 
 def config_hash(canonical: dict[str, Any]) -> str:
@@ -116,8 +129,10 @@ def parse_study(text: str, where: str = "<memory>") -> StudyFile:
                              f"known sections: {', '.join(f'[{s}]' for s in SECTIONS)}")
     canonical: dict[str, Any] = _check(top, _TOP, where, "top level")
     for sec, schema in SECTIONS.items():
-        if sec in sections or sec in ("data", "train"):
+        if sec in sections or sec in ("data", "train") or (sec == "objectives" and "search" in sections):
             canonical[sec] = _check(sections.get(sec, {}), schema, where, f"[{sec}]")
+    if "objectives" in canonical and "search" not in canonical:
+        raise StudyFileError(f"{where}: [objectives] only applies to a [search] section; add one or remove it")
     name = canonical["name"]
     if not name or any(c in name for c in "/\\:") or name.strip() != name:
         raise StudyFileError(f"{where}: name {name!r} must be non-empty, without slashes, colons or spaces "
@@ -134,9 +149,17 @@ def parse_study(text: str, where: str = "<memory>") -> StudyFile:
     if "qap" in canonical:
         qap = _qap_settings(canonical["qap"], seed, where)
         canonical["qap"]["seeds"] = list(qap.seeds)
+    search = None
+    if "search" in canonical:
+        from .space import parse_search  # the search space is its own concept (qapbo.space)
+
+        search = parse_search(canonical["search"], canonical["objectives"], train, where)
+        canonical["search"]["space"] = search.space.canonical()
+    if qap is None and search is None:
+        raise StudyFileError(f"{where}: nothing to run; add a [qap] section, a [search] section, or both")
     return StudyFile(name=name, seed=seed, storage=canonical["storage"], artifacts=canonical["artifacts"],
-                     description=canonical["description"], data=data, train=train, qap=qap, path=where,
-                     canonical=canonical, text=text)
+                     description=canonical["description"], data=data, train=train, qap=qap, search=search,
+                     path=where, canonical=canonical, text=text)
 
 
 def _qap_settings(q: dict[str, Any], seed: int, where: str) -> QapSettings:

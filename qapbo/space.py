@@ -1,0 +1,330 @@
+"""Search spaces: architecture and precision dimensions, parsed from ``[search.space]``.
+
+Every dimension is either fixed (a plain value) or searched (a table): ``{low, high, log}``
+for ranges, ``{choices = [...]}`` for categories. Bit widths may be one for the whole network
+or one per layer (``per_layer = true``). ``preset = "paper-bo"`` builds the space of the
+paper's own Bayesian optimization: the three hidden widths only, at one fixed precision.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+import optuna
+
+from .models import BN_MODES, FLOAT_BITS, MAX_BITS, MIN_BITS, ModelSpec
+from .studyfile import StudyFileError
+from .train import TrainConfig
+
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "botorch")
+PRESETS = ("paper-bo",)
+PAPER_BO_PRECISIONS = (32, 12, 6, 4)
+CONSTRAINT_METRICS = ("auc", "bops", "accuracy", "sparsity")
+
+
+class SpaceError(StudyFileError):
+    """The search space or objectives are invalid."""
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One dimension: fixed ``value``, an int/float range, or categorical ``choices``."""
+
+    kind: str  # "fixed" | "int" | "float" | "choice"
+    value: Any = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple = ()
+    per_layer: bool = False
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        if self.kind == "float":
+            return trial.suggest_float(name, float(self.low), float(self.high), log=self.log)
+        return trial.suggest_categorical(name, list(self.choices))
+
+    def values(self) -> list[Any]:
+        """Every value the dimension can take (for ranges, its two ends)."""
+        if self.kind == "fixed":
+            return [self.value]
+        if self.kind == "choice":
+            return list(self.choices)
+        return [self.low, self.high]
+
+    def canonical(self) -> Any:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "choice":
+            d: dict[str, Any] = {"choices": list(self.choices)}
+        else:
+            d = {"low": self.low, "high": self.high, "log": self.log}
+        if self.per_layer:
+            d["per_layer"] = True
+        return d
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    n_layers: Dim
+    widths: tuple[Dim, ...] | None  # per layer (fixes the depth), else ``width`` for all layers
+    width: Dim | None
+    bits: Dim
+    act_bits: Dim | None  # None: same as the weight bits of the layer feeding the activation
+    input_bits: Dim
+    bn: Dim
+    lr: Dim
+    l1: Dim
+    sparsity: Dim
+
+    def canonical(self) -> dict[str, Any]:
+        out = {k: getattr(self, k).canonical() for k in
+               ("n_layers", "bits", "input_bits", "bn", "lr", "l1", "sparsity")}
+        out["act_bits"] = "same" if self.act_bits is None else self.act_bits.canonical()
+        if self.widths is not None:
+            out["widths"] = [w.canonical() for w in self.widths]
+        else:
+            out["width"] = self.width.canonical()
+        return out
+
+    def suggest(self, trial: optuna.Trial, n_inputs: int, n_classes: int) -> "Candidate":
+        """Ask ``trial`` for one point of the space."""
+        if self.widths is not None:
+            hidden = tuple(int(w.suggest(trial, f"width_{i + 1}")) for i, w in enumerate(self.widths))
+        else:
+            n = int(self.n_layers.suggest(trial, "n_layers"))
+            hidden = tuple(int(self.width.suggest(trial, f"width_{i + 1}")) for i in range(n))
+        n = len(hidden)
+        wb = _bits(self.bits, trial, "bits", n + 1)
+        ab = None if self.act_bits is None else _bits(self.act_bits, trial, "act_bits", n)
+        spec = ModelSpec(n_inputs=n_inputs, hidden=hidden, n_classes=n_classes, weight_bits=wb, act_bits=ab,
+                         input_bits=int(self.input_bits.suggest(trial, "input_bits")),
+                         bn=str(self.bn.suggest(trial, "bn")))
+        return Candidate(spec=spec, lr=float(self.lr.suggest(trial, "lr")), l1=float(self.l1.suggest(trial, "l1")),
+                         sparsity=float(self.sparsity.suggest(trial, "sparsity")))
+
+    def fix_bits(self, bits: int) -> "SearchSpace":
+        return replace(self, bits=Dim("fixed", value=bits), act_bits=None)
+
+
+def _bits(dim: Dim, trial: optuna.Trial, name: str, n: int) -> int | tuple[int, ...]:
+    if dim.per_layer:
+        return tuple(int(dim.suggest(trial, f"{name}_{i + 1}")) for i in range(n))
+    return int(dim.suggest(trial, name))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    spec: ModelSpec
+    lr: float
+    l1: float
+    sparsity: float
+
+    def train_config(self, base: TrainConfig) -> TrainConfig:
+        return replace(base, lr=self.lr, l1=self.l1)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    metric: str
+    op: str  # ">=" or "<="
+    bound: float
+
+    def violation(self, record: dict[str, Any]) -> float:
+        """Optuna's convention: <= 0 is feasible."""
+        v = float(record[self.metric])
+        return self.bound - v if self.op == ">=" else v - self.bound
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    sampler: str
+    n_trials: int | None
+    timeout: float | None
+    preset: str | None
+    precisions: tuple[int, ...] | None  # preset: one study per precision
+    space: SearchSpace
+    constraints: tuple[Constraint, ...]
+    heartbeat_interval: int
+    grace_period: int
+    max_retry: int
+
+    def studies(self, name: str) -> list[tuple[str, SearchSpace]]:
+        """(Optuna study name, space) for each study this search runs."""
+        if self.precisions:
+            return [(f"{name}-search-{b}b", self.space.fix_bits(b)) for b in self.precisions]
+        return [(f"{name}-search", self.space)]
+
+
+def parse_search(s: dict[str, Any], objectives: dict[str, Any], train: TrainConfig, where: str) -> SearchSettings:
+    """Validate ``[search]`` and ``[objectives]`` (already type-checked by the study-file reader)."""
+
+    def fail(msg: str) -> None:
+        raise SpaceError(f"{where}: [search] {msg}")
+
+    if s["sampler"] not in SAMPLERS:
+        fail(f"unknown sampler {s['sampler']!r}: use one of {', '.join(SAMPLERS)}")
+    if s["n_trials"] is not None and s["n_trials"] < 1:
+        fail(f"n_trials is {s['n_trials']}: use at least 1")
+    if s["timeout"] is not None and not s["timeout"] > 0:
+        fail(f"timeout is {s['timeout']}: use a positive number of seconds")
+    if s["heartbeat_interval"] < 1 or s["grace_period"] <= s["heartbeat_interval"]:
+        fail("heartbeat_interval must be >= 1 s and grace_period longer than it")
+    if s["max_retry"] < 0:
+        fail("max_retry must be 0 or more")
+    precisions = None
+    if s["preset"] is not None:
+        if s["preset"] not in PRESETS:
+            fail(f"unknown preset {s['preset']!r}: use one of {', '.join(PRESETS)}")
+        if s["space"] is not None:
+            fail("preset and space exclude each other: the preset defines the space; remove one")
+        precisions = tuple(s["precisions"] or PAPER_BO_PRECISIONS)
+        if not precisions or any(isinstance(b, bool) or not isinstance(b, int) for b in precisions):
+            fail(f"precisions {s['precisions']} must be a list of bit widths")
+        _check_bits(precisions, "precisions", fail)
+        space = paper_bo_space(train)
+    else:
+        if s["precisions"] is not None:
+            fail("precisions only goes with a preset; in a space, search or fix 'bits' instead")
+        space = parse_space(s["space"] or {}, train, fail)
+    if objectives["auc"] != "maximize" or objectives["bops"] != "minimize":
+        raise SpaceError(f"{where}: [objectives] qapbo searches auc = \"maximize\" and bops = \"minimize\"; "
+                         "restrict the front with constraints instead")
+    constraints = tuple(_constraint(c, where) for c in objectives["constraints"])
+    return SearchSettings(sampler=s["sampler"], n_trials=s["n_trials"], timeout=s["timeout"], preset=s["preset"],
+                          precisions=precisions, space=space, constraints=constraints,
+                          heartbeat_interval=s["heartbeat_interval"], grace_period=s["grace_period"],
+                          max_retry=s["max_retry"])
+
+
+def paper_bo_space(train: TrainConfig) -> SearchSpace:
+    """Hawks et al. 2021 BO: fc1 in [8, 128], fc2 and fc3 in [4, 64]; nothing else varies."""
+    return SearchSpace(
+        n_layers=Dim("fixed", value=3),
+        widths=(Dim("int", low=8, high=128), Dim("int", low=4, high=64), Dim("int", low=4, high=64)),
+        width=None, bits=Dim("fixed", value=FLOAT_BITS), act_bits=None, input_bits=Dim("fixed", value=FLOAT_BITS),
+        bn=Dim("fixed", value="affine"), lr=Dim("fixed", value=train.lr), l1=Dim("fixed", value=train.l1),
+        sparsity=Dim("fixed", value=0.0),
+    )
+
+
+_SPACE_KEYS = ("n_layers", "width", "widths", "bits", "act_bits", "input_bits", "bn", "lr", "l1", "sparsity")
+
+
+def parse_space(d: dict[str, Any], train: TrainConfig, fail: Callable[[str], None]) -> SearchSpace:
+    import difflib
+
+    for key in d:
+        if key not in _SPACE_KEYS:
+            close = difflib.get_close_matches(key, _SPACE_KEYS, n=1)
+            fail(f"unknown key '{key}' in [search.space]{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                 f"known keys: {', '.join(_SPACE_KEYS)}")
+    if "widths" in d and ("width" in d or "n_layers" in d):
+        fail("space: 'widths' (one range per layer) fixes the depth; drop 'width' and 'n_layers'")
+    widths = width = None
+    if "widths" in d:
+        if not isinstance(d["widths"], list) or not d["widths"]:
+            fail("space: widths must be a non-empty list, one width or range per hidden layer")
+        widths = tuple(_dim(w, f"widths[{i}]", int, fail, positive=True) for i, w in enumerate(d["widths"]))
+        n_layers = Dim("fixed", value=len(widths))
+    else:
+        n_layers = _dim(d.get("n_layers", 3), "n_layers", int, fail, positive=True)
+        width = _dim(d.get("width", {"low": 4, "high": 128, "log": True}), "width", int, fail, positive=True)
+    bits = _dim(d.get("bits", FLOAT_BITS), "bits", int, fail, layered=True)
+    _check_bits(bits.values(), "bits", fail)
+    act = d.get("act_bits", "same")
+    act_bits = None
+    if act != "same":
+        act_bits = _dim(act, "act_bits", int, fail, layered=True)
+        _check_bits(act_bits.values(), "act_bits", fail)
+    input_bits = _dim(d.get("input_bits", FLOAT_BITS), "input_bits", int, fail)
+    _check_bits(input_bits.values(), "input_bits", fail)
+    bn = _dim(d.get("bn", "affine"), "bn", str, fail)
+    bad = [v for v in bn.values() if v not in BN_MODES]
+    if bad:
+        fail(f"space: bn value(s) {bad} unknown; use {', '.join(BN_MODES)}")
+    lr = _dim(d.get("lr", train.lr), "lr", float, fail, positive=True)
+    l1 = _dim(d.get("l1", train.l1), "l1", float, fail)
+    sparsity = _dim(d.get("sparsity", 0.0), "sparsity", float, fail)
+    if any(v < 0 for v in l1.values()):
+        fail("space: l1 must be >= 0")
+    if any(not (0.0 <= v < 1.0) for v in sparsity.values()):
+        fail("space: sparsity targets must lie in [0, 1)")
+    space = SearchSpace(n_layers=n_layers, widths=widths, width=width, bits=bits, act_bits=act_bits,
+                        input_bits=input_bits, bn=bn, lr=lr, l1=l1, sparsity=sparsity)
+    if all(dim.kind == "fixed" for dim in (n_layers, bits, input_bits, bn, lr, l1, sparsity)) and \
+            all(w.kind == "fixed" for w in (widths or (width,))) and (act_bits is None or act_bits.kind == "fixed"):
+        fail("space: every dimension is fixed, so there is nothing to search; give at least one range or choices")
+    return space
+
+
+def _check_bits(values: Sequence[Any], what: str, fail: Callable[[str], None]) -> None:
+    for b in values:
+        if isinstance(b, bool) or not isinstance(b, int) or not (b == FLOAT_BITS or MIN_BITS <= b <= MAX_BITS):
+            fail(f"space: {what} value {b!r} is out of range; use integers from {MIN_BITS} to {MAX_BITS}, "
+                 f"or {FLOAT_BITS} for float")
+
+
+def _dim(v: Any, name: str, typ: type, fail: Callable[[str], None], positive: bool = False,
+         layered: bool = False) -> Dim:
+    def ok(x: Any) -> bool:
+        if typ is float:
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        return isinstance(x, typ) and not isinstance(x, bool)
+
+    if not isinstance(v, dict):
+        if not ok(v):
+            fail(f"space: {name} must be a {typ.__name__} or a table like {{low = .., high = ..}} or "
+                 f"{{choices = [..]}}, got {v!r}")
+        if positive and v <= 0:
+            fail(f"space: {name} must be positive, got {v!r}")
+        return Dim("fixed", value=typ(v) if typ is float else v)
+    allowed = {"low", "high", "log", "choices"} | ({"per_layer"} if layered else set())
+    extra = set(v) - allowed
+    if extra:
+        fail(f"space: unknown key(s) {sorted(extra)} in {name}; use {sorted(allowed)}")
+    per_layer = bool(v.get("per_layer", False))
+    if "choices" in v:
+        if {"low", "high", "log"} & set(v):
+            fail(f"space: {name} has both choices and a range; give one")
+        ch = v["choices"]
+        if not isinstance(ch, list) or not ch or not all(ok(c) for c in ch):
+            fail(f"space: {name}.choices must be a non-empty list of {typ.__name__} values")
+        if len(set(ch)) != len(ch):
+            fail(f"space: {name}.choices {ch} has duplicates")
+        return Dim("choice", choices=tuple(typ(c) if typ is float else c for c in ch), per_layer=per_layer)
+    if "low" not in v or "high" not in v:
+        fail(f"space: {name} needs low and high (or choices)")
+    lo, hi = v["low"], v["high"]
+    if typ is str or not (ok(lo) and ok(hi)):
+        fail(f"space: {name} bounds must be {typ.__name__} values, got {lo!r} and {hi!r}")
+    if lo >= hi:
+        fail(f"space: {name} low ({lo}) must be below high ({hi})")
+    log = bool(v.get("log", False))
+    if (log or positive) and lo <= 0:
+        fail(f"space: {name} low must be positive{' on a log scale' if log else ''}, got {lo}")
+    return Dim("int" if typ is int else "float", low=lo, high=hi, log=log, per_layer=per_layer)
+
+
+_CONSTRAINT = re.compile(r"^\s*(\w+)\s*(>=|<=)\s*([-+0-9.eE_]+)\s*$")
+
+
+def _constraint(text: Any, where: str) -> Constraint:
+    m = _CONSTRAINT.match(text) if isinstance(text, str) else None
+    if not m or m.group(1) not in CONSTRAINT_METRICS:
+        raise SpaceError(f"{where}: [objectives] constraint {text!r} not understood; write e.g. \"auc >= 0.9\" "
+                         f"or \"bops <= 1e6\" (metrics: {', '.join(CONSTRAINT_METRICS)})")
+    try:
+        bound = float(m.group(3))
+    except ValueError:
+        raise SpaceError(f"{where}: [objectives] constraint {text!r}: {m.group(3)!r} is not a number") from None
+    return Constraint(m.group(1), m.group(2), bound)
