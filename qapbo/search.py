@@ -34,17 +34,16 @@ MAX_CONSECUTIVE_FAILURES = 10
 
 
 def make_sampler(name: str, seed: int, settings: SearchSettings) -> optuna.samplers.BaseSampler:
-    """The sampler called ``name``, seeded; constraints from the study file where supported."""
-    cf = _constraints_func if settings.constraints else None
+    """The sampler called ``name``, seeded. Constraints reach it through ``trial.set_constraint``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, constraints_func=cf)
+            return optuna.samplers.TPESampler(seed=seed)
         if name == "nsga2":
             pop = min(50, max(8, (settings.n_trials or 100) // 5))  # the default 50 is random search below 50 trials
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=pop, constraints_func=cf)
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
         if name == "gp":
-            return optuna.samplers.GPSampler(seed=seed, constraints_func=cf)
+            return optuna.samplers.GPSampler(seed=seed)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "botorch":
@@ -53,12 +52,8 @@ def make_sampler(name: str, seed: int, settings: SearchSettings) -> optuna.sampl
             except ImportError:
                 raise QapboError("sampler 'botorch' needs the optional extra: pip install 'qapbo[botorch]' "
                                  "(optuna-integration and botorch); or use sampler = \"gp\"") from None
-            return BoTorchSampler(seed=seed, constraints_func=cf)
+            return BoTorchSampler(seed=seed)
     raise QapboError(f"unknown sampler {name!r}")
-
-
-def _constraints_func(trial: optuna.trial.FrozenTrial) -> list[float]:
-    return list(trial.user_attrs.get("constraints", []))
 
 
 def pruning_schedule(target: float) -> tuple[float, ...]:
@@ -90,6 +85,8 @@ class Objective:
             raise
         rec["target_sparsity"] = cand.sparsity
         rec["constraints"] = [c.violation(rec) for c in self.settings.constraints]
+        for c, v in zip(self.settings.constraints, rec["constraints"]):
+            trial.set_constraint(str(c), v)  # <= 0 is feasible; samplers and best_trials read it
         rec["checkpoint"] = save_checkpoint(self.store, trial, model, {"study": trial.study.study_name,
                                                                           "trial": trial.number})
         rec["kind"] = "search"
