@@ -1,0 +1,247 @@
+"""Pareto fronts of stored studies and the numbers that compare them.
+
+Fronts come from Optuna's own Pareto code (``Study.best_trials``, which also honours stored
+constraints); the front of a union of studies is taken the same way, on an in-memory study
+holding their trials. The 2-D hypervolume is written here: Optuna 5.0 has no public one (its
+private one raises on points beyond the reference), and in 2-D it is a short sorted sweep.
+Hypervolume lives in (AUC, log10 BOPs): BOPs span orders of magnitude.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .errors import QapboError
+
+DIRECTIONS = ("maximize", "minimize")
+
+
+class NoResultsError(QapboError):
+    """The storage holds no finished trials to compare."""
+
+
+@dataclass
+class StudyResult:
+    """The COMPLETE trials of one stored study, with what kind of study it is."""
+
+    name: str
+    kind: str  # "search", "qap" or "other"
+    trials: list[FrozenTrial]
+    synthetic: bool
+
+    @property
+    def front(self) -> list[FrozenTrial]:
+        return pareto_front(self.trials)
+
+    def by_seed(self) -> dict[Any, list[FrozenTrial]]:
+        out: dict[Any, list[FrozenTrial]] = {}
+        for t in self.trials:
+            out.setdefault(t.params.get("seed", None), []).append(t)
+        return out
+
+
+def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str] | None = None) -> list[StudyResult]:
+    """Every (or the named) study in ``storage`` that has two objectives, with its COMPLETE trials."""
+    all_names = optuna.study.get_all_study_names(storage)
+    if names:
+        missing = [n for n in names if n not in all_names]
+        if missing:
+            raise QapboError(f"no study named {', '.join(missing)} in this storage; it has: "
+                             f"{', '.join(all_names) or 'no studies'}")
+    out = []
+    for name in names or all_names:
+        s = optuna.load_study(study_name=name, storage=storage)
+        if len(s.directions) != 2:
+            continue
+        trials = [t for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+        kind = s.user_attrs.get("qapbo_kind", "other")
+        synthetic = any(t.user_attrs.get("synthetic", False) for t in trials)
+        out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic))
+    return out
+
+
+def pareto_front(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """Non-dominated trials (AUC up, BOPs down), sorted by BOPs, via Optuna's Pareto code."""
+    trials = list(trials)
+    if not trials:
+        return []
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" lines
+    try:
+        s = optuna.create_study(directions=list(DIRECTIONS))
+        s.add_trials(trials)
+        return sorted(s.best_trials, key=lambda t: (t.values[1], -t.values[0]))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def hypervolume(points: Iterable[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area dominated by ``(auc, bops)`` points, in (AUC, log10 BOPs), up to ``ref = (auc, bops)``.
+
+    A point with AUC <= ref AUC or BOPs >= ref BOPs adds nothing (it is clipped, not an error).
+    """
+    auc_ref, lb_ref = ref[0], math.log10(ref[1])
+    pts = sorted((math.log10(b), a) for a, b in points if a > auc_ref and b > 0 and math.log10(b) < lb_ref)
+    area, best = 0.0, auc_ref
+    for i, (lb, a) in enumerate(pts):
+        best = max(best, a)
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else lb_ref
+        area += (nxt - lb) * (best - auc_ref)
+    return area
+
+
+def covers(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Weak Pareto dominance: ``a`` is at least as good as ``b`` in both AUC and BOPs."""
+    return a[0] >= b[0] and a[1] <= b[1]
+
+
+def coverage(front_a: Sequence[tuple[float, float]], front_b: Sequence[tuple[float, float]]) -> float:
+    """C(A, B): the share of B's points covered by some point of A (Zitzler's set coverage)."""
+    if not front_b:
+        return float("nan")
+    return sum(any(covers(a, b) for a in front_a) for b in front_b) / len(front_b)
+
+
+def min_bops_at_auc(points: Iterable[tuple[float, float]], target: float) -> float | None:
+    """The smallest BOPs among points with AUC >= ``target`` (None if none reaches it)."""
+    ok = [b for a, b in points if a >= target]
+    return min(ok) if ok else None
+
+
+def best_auc_within(points: Iterable[tuple[float, float]], budget: float) -> float | None:
+    """The best AUC among points with BOPs <= ``budget`` (None if none fits)."""
+    ok = [a for a, b in points if b <= budget]
+    return max(ok) if ok else None
+
+
+def values(trials: Iterable[FrozenTrial]) -> list[tuple[float, float]]:
+    return [(t.values[0], t.values[1]) for t in trials]
+
+
+def hypervolume_history(trials: Sequence[FrozenTrial], ref: tuple[float, float]) -> list[tuple[int, float, float]]:
+    """(trial number, cumulative training seconds, hypervolume of the front so far), by trial number."""
+    out, pts, spent = [], [], 0.0
+    for t in sorted(trials, key=lambda t: t.number):
+        pts.append((t.values[0], t.values[1]))
+        spent += float(t.user_attrs.get("seconds", 0.0))
+        out.append((t.number, spent, hypervolume(pts, ref)))
+    return out
+
+
+@dataclass
+class Comparison:
+    """The numbers of one comparison, with the single reference point they share."""
+
+    results: list[StudyResult]
+    ref: tuple[float, float]
+    auc_targets: list[float]
+    bops_budgets: list[float]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    coverage: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def synthetic(self) -> bool:
+        return any(r.synthetic for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference_point": {"auc": self.ref[0], "bops": self.ref[1]},
+                "hypervolume_space": "(AUC, log10 BOPs)", "synthetic_data": self.synthetic,
+                "auc_targets": self.auc_targets, "bops_budgets": self.bops_budgets,
+                "studies": self.rows, "coverage": self.coverage}
+
+    def to_markdown(self) -> str:
+        lines = []
+        if self.synthetic:
+            lines.append("**Data: SYNTHETIC jets (synthetic-jets), not real LHC data.**\n")
+        lines.append(f"Hypervolume in (AUC, log10 BOPs) with reference point AUC = {self.ref[0]:g}, "
+                     f"BOPs = {self.ref[1]:.4g} (the same for every study below).\n")
+        head = ["study", "kind", "trials", "front", "hypervolume"]
+        head += [f"min BOPs @ AUC>={t:g}" for t in self.auc_targets]
+        head += [f"best AUC @ BOPs<={b:.0e}" for b in self.bops_budgets]
+        head += ["epochs", "train s"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for r in self.rows:
+            hv = f"{r['hypervolume']:.4f}"
+            if r.get("hypervolume_seeds", 1) > 1:
+                hv = f"{r['hypervolume_mean']:.4f} ± {r['hypervolume_std']:.4f} ({r['hypervolume_seeds']} seeds)"
+            cells = [r["study"], r["kind"], str(r["trials"]), str(r["front_size"]), hv]
+            cells += [_fmt_bops(r["min_bops_at_auc"][str(t)]) for t in self.auc_targets]
+            cells += [_fmt_auc(r["best_auc_within_bops"][str(b)]) for b in self.bops_budgets]
+            cells += [str(r["epochs"]), f"{r['seconds']:.0f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        if self.coverage:
+            lines.append("\nCoverage C(A, B): share of B's front covered (weakly dominated) by A's front.\n")
+            lines.append("| A | B | C(A, B) | C(B, A) |")
+            lines.append("|---|---|---|---|")
+            for c in self.coverage:
+                lines.append(f"| {c['a']} | {c['b']} | {c['c_ab']:.2f} | {c['c_ba']:.2f} |")
+        return "\n".join(lines)
+
+
+def _fmt_bops(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def _fmt_auc(v: float | None) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+def reference_point(results: Sequence[StudyResult]) -> tuple[float, float]:
+    """AUC 0.5 (a random tagger) and the power of ten above the largest BOPs of the comparison."""
+    top = max(t.values[1] for r in results for t in r.trials)
+    return 0.5, 10.0 ** math.ceil(math.log10(top) + 1e-9)
+
+
+def default_targets(results: Sequence[StudyResult]) -> tuple[list[float], list[float]]:
+    """AUC targets just below the best AUC of the union front; BOPs budgets at powers of ten."""
+    union = pareto_front(t for r in results for t in r.trials)
+    best = max(t.values[0] for t in union)
+    targets = sorted({round(best - d, 3) for d in (0.02, 0.01, 0.005)})
+    lo = min(t.values[1] for t in union)
+    hi = max(t.values[1] for t in union)
+    budgets = [10.0 ** k for k in range(math.ceil(math.log10(lo)), math.floor(math.log10(hi)) + 1)] or [hi]
+    return targets, budgets
+
+
+def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = None,
+            auc_targets: Sequence[float] | None = None, bops_budgets: Sequence[float] | None = None) -> Comparison:
+    """All comparison numbers for ``results`` (studies without finished trials are refused)."""
+    results = [r for r in results if r.trials]
+    if not results:
+        raise NoResultsError("no finished trials to compare in this storage: run `qapbo search`, `qapbo qap` "
+                             "or `qapbo run` first, or check --storage and --studies")
+    ref = ref or reference_point(results)
+    t_def, b_def = default_targets(results)
+    targets = list(auc_targets) if auc_targets else t_def
+    budgets = list(bops_budgets) if bops_budgets else b_def
+    cmp = Comparison(results=list(results), ref=ref, auc_targets=targets, bops_budgets=budgets)
+    for r in results:
+        front = values(r.front)
+        row: dict[str, Any] = {
+            "study": r.name, "kind": r.kind, "trials": len(r.trials), "front_size": len(front),
+            "hypervolume": hypervolume(front, ref),
+            "min_bops_at_auc": {str(t): min_bops_at_auc(front, t) for t in targets},
+            "best_auc_within_bops": {str(b): best_auc_within(front, b) for b in budgets},
+            "epochs": int(sum(t.user_attrs.get("epochs", 0) for t in r.trials)),
+            "seconds": float(sum(t.user_attrs.get("seconds", 0.0) for t in r.trials)),
+            "front": [{"number": t.number, "auc": t.values[0], "bops": t.values[1], "params": t.params}
+                      for t in r.front],
+        }
+        seeds = r.by_seed()
+        if len(seeds) > 1:
+            hvs = [hypervolume(values(pareto_front(ts)), ref) for ts in seeds.values()]
+            row.update(hypervolume_seeds=len(hvs), hypervolume_mean=statistics.fmean(hvs),
+                       hypervolume_std=statistics.stdev(hvs))
+        cmp.rows.append(row)
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            fa, fb = values(a.front), values(b.front)
+            cmp.coverage.append({"a": a.name, "b": b.name, "c_ab": coverage(fa, fb), "c_ba": coverage(fb, fa)})
+    return cmp
