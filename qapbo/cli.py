@@ -116,7 +116,102 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
     s.add_argument("--quiet", action="store_true", help="one line per trial instead of a progress bar")
     s.set_defaults(func=cmd_search)
+
+    c = sub.add_parser("compare", help="compare stored fronts: table (Markdown or JSON) and figures",
+                       description="Load studies from a storage, extract their AUC-BOPs fronts and compare them: "
+                                   "hypervolume, coverage, BOPs at target AUCs, AUC within BOPs budgets, cost.")
+    _comparison_args(c)
+    c.add_argument("--out", default="runs/compare", help="directory for the figures (default: runs/compare)")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON instead of Markdown")
+    c.set_defaults(func=cmd_compare)
+
+    pl = sub.add_parser("plot", help="write one figure from stored studies",
+                        description="Write one kind of figure (PNG and PDF) from stored studies.")
+    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff"], help="figure kind")
+    _comparison_args(pl)
+    pl.add_argument("--out", default="runs/plots", help="directory for the figure (default: runs/plots)")
+    pl.set_defaults(func=cmd_plot)
+
+    r = sub.add_parser("run", help="the main job: run a study file's search and QAP baseline, then compare",
+                       description="Run (or resume) the [search] and [qap] sections of a study file, then write "
+                                   "the comparison table and figures.")
+    r.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
+    r.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
+    r.add_argument("--out", help="directory for the figures (default: runs/NAME-compare)")
+    r.add_argument("--quiet", action="store_true", help="lines instead of progress bars")
+    r.set_defaults(func=cmd_run)
     return parser
+
+
+def _comparison_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///runs/quickstart.db")
+    p.add_argument("--studies", type=lambda t: [x for x in t.split(",") if x],
+                   help="comma-separated study names (default: every two-objective study in the storage)")
+    p.add_argument("--auc-targets", type=lambda t: [_float(x) for x in t.split(",") if x],
+                   help="AUCs to reach, e.g. 0.9,0.92 (default: just below the best AUC)")
+    p.add_argument("--bops-budgets", type=lambda t: [_float(x) for x in t.split(",") if x],
+                   help="BOPs budgets, e.g. 1e5,1e6 (default: powers of ten across the fronts)")
+
+
+def _comparison(args: argparse.Namespace, names: Sequence[str] | None = None, url: str | None = None):
+    from .pareto import compare, load_results
+    from .storage import open_storage
+
+    storage = open_storage(url or args.storage)
+    results = load_results(storage, names or args.studies)
+    return compare(results, auc_targets=getattr(args, "auc_targets", None),
+                   bops_budgets=getattr(args, "bops_budgets", None))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .plots import plot_all
+
+    cmp = _comparison(args)
+    paths = plot_all(cmp, Path(args.out))
+    if args.json:
+        print(json.dumps(cmp.to_dict() | {"figures": [str(p) for p in paths]}, indent=2))
+    else:
+        print(cmp.to_markdown())
+        print(f"\nfigures written to {args.out}/: " + ", ".join(p.name for p in paths))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .plots import plot
+
+    paths = plot(args.kind, _comparison(args), Path(args.out))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .plots import plot_all
+    from .qap import run_qap
+    from .search import run_search
+    from .storage import redact, storage_url
+    from .studyfile import load_study_file
+
+    study = load_study_file(args.study)
+    names = []
+    if study.search is not None:
+        names += [s.study_name for s in run_search(study, storage=args.storage, progress=not args.quiet)]
+    if study.qap is not None:
+        names.append(run_qap(study, storage=args.storage, progress=not args.quiet).study_name)
+    url = storage_url(study, args.storage)
+    args.auc_targets = args.bops_budgets = None
+    cmp = _comparison(args, names=names, url=url)
+    out = Path(args.out or f"runs/{study.name}-compare")
+    paths = plot_all(cmp, out)
+    print(cmp.to_markdown())
+    print(f"\nresults in {redact(url)} (studies: {', '.join(names)}); figures in {out}/: "
+          + ", ".join(p.name for p in paths))
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:

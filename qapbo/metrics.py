@@ -38,6 +38,13 @@ def classification_metrics(proba: np.ndarray, y: np.ndarray, class_names: Sequen
     }
 
 
+def macro_auc(proba: np.ndarray, y: np.ndarray) -> float:
+    """Macro one-vs-rest AUC alone: what per-epoch reporting needs, 5x cheaper than everything."""
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    return float(roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=np.arange(proba.shape[1])))
+
+
 def _fpr_at_tpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     """Lowest false-positive rate reaching ``target`` TPR, interpolated linearly along the ROC."""
     i = int(np.searchsorted(tpr, target, side="left"))  # first point with tpr >= target

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from .data import JetData, load_data
 from .errors import QapboError, TrainingError
 from .experiment import train_and_measure
-from .metrics import classification_metrics
+from .metrics import macro_auc
 from .models import build_model
 from .prune import initial_state_of, iterative_pruning
 from .space import Candidate, SearchSettings, SearchSpace
@@ -102,8 +102,7 @@ class Objective:
 
         def report(_level: int, _log: Any, model: Any) -> None:
             # Optuna's trial.report is single-objective only: keep the curve as a user attribute.
-            proba = model.predict_proba(self.xv).numpy()
-            history.append(classification_metrics(proba, self.data.y_val, self.data.class_names)["auc"])
+            history.append(macro_auc(model.predict_proba(self.xv).numpy(), self.data.y_val))
             trial.set_user_attr("intermediate_val_auc", history)
 
         if cand.sparsity <= 0.0:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from qapbo.metrics import classification_metrics, sparsity
+from qapbo.metrics import classification_metrics, macro_auc, sparsity
 from qapbo.models import ModelSpec, build_model
 
 
@@ -50,6 +50,7 @@ def test_macro_auc_equals_sklearn_ovr_macro():
     proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     m = classification_metrics(proba, y, list("gqwzt"))
     assert m["auc"] == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"), abs=1e-12)
+    assert macro_auc(proba, y) == pytest.approx(m["auc"], abs=1e-12)
 
 
 def test_sparsity_per_layer_and_total():

@@ -1,0 +1,147 @@
+"""Figures from stored results (matplotlib's object API: no display, no training here).
+
+Every figure states its data source on the canvas, "SYNTHETIC" when it is, and is written as
+PNG and PDF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from matplotlib.figure import Figure
+
+from .pareto import Comparison, StudyResult, hypervolume, hypervolume_history, pareto_front, values
+
+KINDS = ("fronts", "hypervolume", "bkg-eff")
+BOPS_LABEL = "BOPs (bit operations per inference, log scale)"
+AUC_LABEL = "AUC (macro one-vs-rest, test set)"
+_PRECISION_COLORS = {32: "black", 16: "tab:gray", 12: "tab:blue", 8: "tab:green", 6: "tab:orange",
+                     4: "tab:red", 3: "tab:purple", 2: "tab:brown"}
+_SEARCH_COLORS = ("tab:cyan", "tab:olive", "tab:pink", "tab:purple", "tab:brown", "tab:blue")
+
+
+def _data_note(fig: Figure, cmp: Comparison) -> None:
+    text = "Data: SYNTHETIC jets (synthetic-jets), not real LHC data" if cmp.synthetic else \
+        "Data: hls4ml LHC jet dataset"
+    fig.text(0.01, 0.005, text, fontsize=8, color="darkred" if cmp.synthetic else "black", va="bottom")
+
+
+def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    return paths
+
+
+def _qap_curves(r: StudyResult) -> dict[tuple, list]:
+    curves: dict[tuple, list] = {}
+    for t in r.trials:
+        key = (t.params.get("precision"), t.params.get("mode"), t.params.get("seed"))
+        curves.setdefault(key, []).append(t)
+    return {k: sorted(v, key=lambda t: t.params.get("level", 0)) for k, v in sorted(curves.items(), key=str)}
+
+
+def plot_fronts(cmp: Comparison, out: Path) -> list[Path]:
+    """AUC versus BOPs: search trials faint, fronts as steps, QAP precisions as curves with levels."""
+    fig = Figure(figsize=(9, 6), layout="constrained")
+    ax = fig.add_subplot()
+    search = [r for r in cmp.results if r.kind != "qap"]
+    for i, r in enumerate(search):
+        color = _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
+        pts = values(r.trials)
+        ax.scatter([b for _, b in pts], [a for a, _ in pts], s=10, alpha=0.25, color=color, linewidths=0)
+        front = values(r.front)
+        ax.step([b for _, b in front], [a for a, _ in front], where="post", color=color, lw=2,
+                label=f"{r.name} front ({len(front)} of {len(pts)} trials)")
+    for r in cmp.results:
+        if r.kind != "qap":
+            continue
+        for (bits, mode, seed), trials in _qap_curves(r).items():
+            color = _PRECISION_COLORS.get(bits, "tab:gray")
+            xs = [t.values[1] for t in trials]
+            ys = [t.values[0] for t in trials]
+            label = f"QAP {'float' if bits == 32 else f'{bits}-bit'} {str(mode).upper()}" + (
+                f" seed {seed}" if len(r.by_seed()) > 1 else "")
+            ax.plot(xs, ys, ls="-" if mode == "ft" else "--", marker="o" if mode == "ft" else "s", ms=3.5,
+                    color=color, lw=1.2, alpha=0.9, label=label)
+            for t in trials[1:]:  # pruning levels, marked by their sparsity
+                ax.annotate(f"{t.user_attrs.get('sparsity', 0):.0%}", (t.values[1], t.values[0]), fontsize=5.5,
+                            color=color, xytext=(2, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(BOPS_LABEL)
+    ax.set_ylabel(AUC_LABEL)
+    lo = min(t.values[0] for r in cmp.results for t in r.front)
+    ax.set_ylim(max(cmp.ref[0], lo - 0.05), None)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("AUC versus BOPs: search fronts and quantization-aware pruning (labels: pruned share)")
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    _data_note(fig, cmp)
+    return _save(fig, out, "fronts")
+
+
+def plot_hypervolume(cmp: Comparison, out: Path) -> list[Path]:
+    """Hypervolume of each search versus trial number and versus cumulative training time."""
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax_n, ax_t = fig.subplots(1, 2)
+    for i, r in enumerate(cmp.results):
+        if r.kind == "qap":
+            hv = hypervolume(values(r.front), cmp.ref)
+            for ax in (ax_n, ax_t):
+                ax.axhline(hv, color="black", ls=":", lw=1.2, label=f"{r.name} (QAP, all levels)")
+            continue
+        hist = hypervolume_history(r.trials, cmp.ref)
+        color = _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
+        ax_n.step([h[0] for h in hist], [h[2] for h in hist], where="post", color=color, label=r.name)
+        ax_t.step([h[1] for h in hist], [h[2] for h in hist], where="post", color=color, label=r.name)
+    ax_n.set_xlabel("trial number")
+    ax_t.set_xlabel("cumulative training time (s)")
+    for ax in (ax_n, ax_t):
+        ax.set_ylabel("hypervolume in (AUC, log10 BOPs)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Hypervolume (reference point AUC {cmp.ref[0]:g}, BOPs {cmp.ref[1]:.3g})")
+    _data_note(fig, cmp)
+    return _save(fig, out, "hypervolume")
+
+
+def plot_bkg_eff(cmp: Comparison, out: Path, class_names: Sequence[str] | None = None) -> list[Path]:
+    """Per-class background efficiency at 50 % signal efficiency versus BOPs, along each front."""
+    classes = list(class_names or next(iter(
+        t.user_attrs["bkg_eff_at_sig50"] for r in cmp.results for t in r.trials if "bkg_eff_at_sig50" in t.user_attrs)))
+    fig = Figure(figsize=(4 * len(classes), 4), layout="constrained")
+    axes = fig.subplots(1, len(classes), sharey=True)
+    axes = list(axes) if len(classes) > 1 else [axes]
+    for i, r in enumerate(cmp.results):
+        front = pareto_front(r.trials)
+        color = "black" if r.kind == "qap" else _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
+        for ax, c in zip(axes, classes):
+            pts = [(t.values[1], t.user_attrs.get("bkg_eff_at_sig50", {}).get(c)) for t in front]
+            pts = [(b, e) for b, e in pts if e is not None and e > 0]
+            ax.plot([b for b, _ in pts], [e for _, e in pts], marker="o", ms=3, color=color,
+                    ls="--" if r.kind == "qap" else "-", label=f"{r.name} front")
+    for ax, c in zip(axes, classes):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"class {c}")
+        ax.set_xlabel("BOPs (log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("background efficiency at 50% signal efficiency")
+    axes[-1].legend(fontsize=7)
+    _data_note(fig, cmp)
+    return _save(fig, out, "bkg_eff")
+
+
+def plot(kind: str, cmp: Comparison, out: Path) -> list[Path]:
+    if kind == "fronts":
+        return plot_fronts(cmp, out)
+    if kind == "hypervolume":
+        return plot_hypervolume(cmp, out)
+    if kind == "bkg-eff":
+        return plot_bkg_eff(cmp, out)
+    raise ValueError(f"unknown figure kind {kind!r}: use one of {', '.join(KINDS)}")
+
+
+def plot_all(cmp: Comparison, out: Path) -> list[Path]:
+    return [p for kind in KINDS for p in plot(kind, cmp, out)]
