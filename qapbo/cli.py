@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="write one figure from stored studies",
                         description="Write one kind of figure (PNG and PDF) from stored studies.")
-    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff"], help="figure kind")
+    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff", "efficiency"], help="figure kind")
     _comparison_args(pl)
     pl.add_argument("--out", default="runs/plots", help="directory for the figure (default: runs/plots)")
     pl.set_defaults(func=cmd_plot)

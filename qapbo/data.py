@@ -54,6 +54,9 @@ class DataConfig:
     seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
+    folds: int = 1  # k > 1: k-fold cross-validation of the non-test rows; ``fold`` is validation
+    fold: int = 0
+    randomize_labels: float = 0.0  # share of training rows (train + validation) given a wrong label
 
     def validate(self) -> None:
         if self.source not in SOURCES:
@@ -66,6 +69,10 @@ class DataConfig:
                 raise DataError(f"{name} is {v}: use a fraction between 0 and 0.5")
         if self.source == "synthetic-jets" and self.n_rows < 100:
             raise DataError(f"n_rows is {self.n_rows}: ask for at least 100 synthetic jets")
+        if self.folds < 1 or not 0 <= self.fold < self.folds:
+            raise DataError(f"fold {self.fold} of {self.folds} folds: use folds >= 1 and 0 <= fold < folds")
+        if not 0.0 <= self.randomize_labels < 1.0:
+            raise DataError(f"randomize_labels is {self.randomize_labels}: use a share in [0, 1)")
         if self.max_rows is not None and self.max_rows < 100:
             raise DataError(f"max_rows is {self.max_rows}: use at least 100 rows or leave it unset")
 
@@ -86,6 +93,7 @@ class JetData:
     source: str
     synthetic: bool
     scaler: StandardScaler = field(repr=False)
+    config: DataConfig | None = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -110,6 +118,9 @@ class JetData:
             "n_test": len(self.y_test),
             "classes": list(self.class_names),
             "features": list(self.feature_names),
+            "fold": self.config.fold if self.config else 0,
+            "folds": self.config.folds if self.config else 1,
+            "randomize_labels": self.config.randomize_labels if self.config else 0.0,
         }
 
 
@@ -161,6 +172,7 @@ def prepare(
         "val_fraction": config.val_fraction,
         "test_fraction": config.test_fraction if test is None else "file",
         "max_rows": config.max_rows,
+        "folds": config.folds, "fold": config.fold, "randomize_labels": config.randomize_labels,
     }
     if test is None:
         rest_x, x_test, rest_y, y_test = _split(x, y, 1.0 - config.test_fraction, config.seed)
@@ -168,7 +180,18 @@ def prepare(
     else:
         rest_x, rest_y, x_test, y_test = x, y, xt, yt
         val_share = config.val_fraction
-    x_train, x_val, y_train, y_val = _split(rest_x, rest_y, 1.0 - val_share, config.seed + 1)
+    if config.folds > 1:
+        from sklearn.model_selection import StratifiedKFold
+
+        kfold = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed + 1)
+        tr_idx, va_idx = list(kfold.split(rest_x, rest_y))[config.fold]
+        x_train, x_val, y_train, y_val = rest_x[tr_idx], rest_x[va_idx], rest_y[tr_idx], rest_y[va_idx]
+    else:
+        x_train, x_val, y_train, y_val = _split(rest_x, rest_y, 1.0 - val_share, config.seed + 1)
+    if config.randomize_labels > 0:
+        n_classes = len(class_names)
+        y_train = randomize_labels(y_train, config.randomize_labels, n_classes, config.seed + 2)
+        y_val = randomize_labels(y_val, config.randomize_labels, n_classes, config.seed + 3)
 
     scaler = StandardScaler().fit(x_train)  # train split only: no leak into val/test
 
@@ -186,8 +209,21 @@ def prepare(
         x_test=tr(x_test), y_test=y_test.astype(np.int64),
         class_names=tuple(class_names), feature_names=tuple(feature_names),
         fingerprint=h.hexdigest()[:16], source=config.source,
-        synthetic=config.source == "synthetic-jets", scaler=scaler,
+        synthetic=config.source == "synthetic-jets", scaler=scaler, config=config,
     )
+
+
+def randomize_labels(y: np.ndarray, share: float, n_classes: int, seed: int) -> np.ndarray:
+    """A copy of ``y`` where exactly ``round(share * len(y))`` rows, chosen at random, get a wrong class.
+
+    The new class is drawn uniformly among the *other* classes, so the share of corrupted labels
+    is exactly what was asked (a uniform draw over all classes would keep 1/K of them right).
+    """
+    rng = np.random.default_rng(seed)
+    out = np.array(y, copy=True)
+    idx = rng.choice(len(y), size=round(share * len(y)), replace=False)
+    out[idx] = (out[idx] + rng.integers(1, n_classes, size=len(idx))) % n_classes
+    return out
 
 
 def _split(x: np.ndarray, y: np.ndarray, keep: float | int, seed: int):

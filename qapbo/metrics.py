@@ -65,7 +65,37 @@ def sparsity(model: JetTagger) -> dict[str, Any]:
     return {"sparsity": pruned / total, "sparsity_per_layer": per_layer}
 
 
+AIQ_BETA = 2.0  # PROTOCOL: aIQ = (AUC^beta * network efficiency)^(1 / (beta + 1))
+
+
+def layer_efficiency(activations: np.ndarray) -> float:
+    """Shannon entropy (bits) of a layer's binary microstates (x > 0 per neuron), over its width.
+
+    Each sample's activation pattern is one microstate; a layer of width w can carry at most w
+    bits, reached when all 2^w patterns are equally frequent.
+    """
+    a = np.asarray(activations)
+    if a.ndim != 2 or a.shape[1] == 0 or a.shape[0] == 0:
+        raise ValueError(f"activations must be a non-empty (samples, width) array, got shape {a.shape}")
+    states = np.packbits(a > 0, axis=1)  # one row of bytes per microstate
+    _, counts = np.unique(states, axis=0, return_counts=True)
+    p = counts / counts.sum()
+    entropy = float(-(p * np.log2(p)).sum())
+    return max(entropy, 0.0) / a.shape[1]
+
+
+def neural_efficiency(layer_activations: Sequence[np.ndarray], auc: float, beta: float = AIQ_BETA) -> dict[str, Any]:
+    """Per-layer efficiencies, network efficiency (their geometric mean) and aIQ."""
+    effs = [layer_efficiency(a) for a in layer_activations]
+    net = float(np.exp(np.mean(np.log(effs)))) if all(e > 0 for e in effs) else 0.0
+    aiq = float((auc ** beta * net) ** (1.0 / (beta + 1.0)))
+    return {"layer_efficiency": effs, "network_efficiency": net, "aiq": aiq}
+
+
 def evaluate(model: JetTagger, x: np.ndarray, y: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
-    """All classification metrics of ``model`` on ``(x, y)`` plus its sparsity."""
-    proba = model.predict_proba(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-    return classification_metrics(proba, np.asarray(y), class_names) | sparsity(model)
+    """All classification metrics of ``model`` on ``(x, y)``, its sparsity and neural efficiency."""
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    proba = model.predict_proba(xt).numpy()
+    out = classification_metrics(proba, np.asarray(y), class_names) | sparsity(model)
+    acts = [a.numpy() for a in model.layer_activations(xt)]
+    return out | neural_efficiency(acts, out["auc"])

@@ -210,8 +210,11 @@ class JetTagger(nn.Module):
 
     # ------------------------------------------------------------------ forward paths
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits, computed functionally with Brevitas's arithmetic (see module docstring)."""
+    def forward(self, x: torch.Tensor, taps: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits, computed functionally with Brevitas's arithmetic (see module docstring).
+
+        ``taps``, if given, receives each hidden layer's post-BN, pre-ReLU output and the logits.
+        """
         if self._iq is not None:
             x = _fake_quant_input(x, act_scale_param(self.input_quant), self._iq)
         last = len(self.linears) - 1
@@ -224,13 +227,29 @@ class JetTagger(nn.Module):
             x = F.linear(x, w, lin.bias)
             if i < last:
                 x = self.norms[i](x)
+                if taps is not None:
+                    taps.append(x.detach())
                 aq = self._aq[i]
                 if aq is None:
                     x = F.relu(x)
                 else:
                     scale = torch.abs(act_scale_param(self.acts[i])) / aq.threshold
                     x = QuantReLUFn.apply(x, scale, aq.max_int_f)
+        if taps is not None:
+            taps.append(x.detach())
         return x
+
+    @torch.no_grad()
+    def layer_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Hidden pre-activations (post-BN, pre-ReLU) and logits, in eval mode."""
+        was = self.training
+        self.eval()
+        try:
+            taps: list[torch.Tensor] = []
+            self(x, taps)
+            return taps
+        finally:
+            self.train(was)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits through the Brevitas modules themselves (slow; for checks and export)."""

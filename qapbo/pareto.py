@@ -39,10 +39,11 @@ class StudyResult:
     def front(self) -> list[FrozenTrial]:
         return pareto_front(self.trials)
 
-    def by_seed(self) -> dict[Any, list[FrozenTrial]]:
+    def by_replicate(self) -> dict[Any, list[FrozenTrial]]:
+        """Trials grouped by (seed, cross-validation fold): the replicates behind mean and spread."""
         out: dict[Any, list[FrozenTrial]] = {}
         for t in self.trials:
-            out.setdefault(t.params.get("seed", None), []).append(t)
+            out.setdefault((t.params.get("seed"), t.params.get("fold")), []).append(t)
         return out
 
 
@@ -62,7 +63,14 @@ def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str
         trials = [t for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
         kind = s.user_attrs.get("qapbo_kind", "other")
         synthetic = any(t.user_attrs.get("synthetic", False) for t in trials)
-        out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic))
+        shares = sorted({t.params.get("randomized", 0.0) for t in trials})
+        if len(shares) <= 1:
+            out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic))
+            continue
+        for share in shares:  # a label-randomization sweep: one front per randomized share
+            sub = [t for t in trials if t.params.get("randomized", 0.0) == share]
+            out.append(StudyResult(name=f"{name} [labels {share:.0%} random]", kind=kind, trials=sub,
+                                   synthetic=synthetic))
     return out
 
 
@@ -170,7 +178,8 @@ class Comparison:
         for r in self.rows:
             hv = f"{r['hypervolume']:.4f}"
             if r.get("hypervolume_seeds", 1) > 1:
-                hv = f"{r['hypervolume_mean']:.4f} ± {r['hypervolume_std']:.4f} ({r['hypervolume_seeds']} seeds)"
+                hv = (f"{r['hypervolume_mean']:.4f} ± {r['hypervolume_std']:.4f} "
+                      f"({r['hypervolume_seeds']} seeds/folds)")
             cells = [r["study"], r["kind"], str(r["trials"]), str(r["front_size"]), hv]
             cells += [_fmt_bops(r["min_bops_at_auc"][str(t)]) for t in self.auc_targets]
             cells += [_fmt_auc(r["best_auc_within_bops"][str(b)]) for b in self.bops_budgets]
@@ -234,9 +243,9 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
             "front": [{"number": t.number, "auc": t.values[0], "bops": t.values[1], "params": t.params}
                       for t in r.front],
         }
-        seeds = r.by_seed()
-        if len(seeds) > 1:
-            hvs = [hypervolume(values(pareto_front(ts)), ref) for ts in seeds.values()]
+        reps = r.by_replicate()
+        if len(reps) > 1:
+            hvs = [hypervolume(values(pareto_front(ts)), ref) for ts in reps.values()]
             row.update(hypervolume_seeds=len(hvs), hypervolume_mean=statistics.fmean(hvs),
                        hypervolume_std=statistics.stdev(hvs))
         cmp.rows.append(row)

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from .pareto import Comparison, StudyResult, hypervolume, hypervolume_history, pareto_front, values
 
-KINDS = ("fronts", "hypervolume", "bkg-eff")
+KINDS = ("fronts", "hypervolume", "bkg-eff", "efficiency")
 BOPS_LABEL = "BOPs (bit operations per inference, log scale)"
 AUC_LABEL = "AUC (macro one-vs-rest, test set)"
 _PRECISION_COLORS = {32: "black", 16: "tab:gray", 12: "tab:blue", 8: "tab:green", 6: "tab:orange",
@@ -38,7 +38,7 @@ def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
 def _qap_curves(r: StudyResult) -> dict[tuple, list]:
     curves: dict[tuple, list] = {}
     for t in r.trials:
-        key = (t.params.get("precision"), t.params.get("mode"), t.params.get("seed"))
+        key = (t.params.get("precision"), t.params.get("mode"), (t.params.get("seed"), t.params.get("fold")))
         curves.setdefault(key, []).append(t)
     return {k: sorted(v, key=lambda t: t.params.get("level", 0)) for k, v in sorted(curves.items(), key=str)}
 
@@ -63,7 +63,7 @@ def plot_fronts(cmp: Comparison, out: Path) -> list[Path]:
             xs = [t.values[1] for t in trials]
             ys = [t.values[0] for t in trials]
             label = f"QAP {'float' if bits == 32 else f'{bits}-bit'} {str(mode).upper()}" + (
-                f" seed {seed}" if len(r.by_seed()) > 1 else "")
+                f" seed/fold {seed[0]}/{seed[1]}" if len(r.by_replicate()) > 1 else "")
             ax.plot(xs, ys, ls="-" if mode == "ft" else "--", marker="o" if mode == "ft" else "s", ms=3.5,
                     color=color, lw=1.2, alpha=0.9, label=label)
             for t in trials[1:]:  # pruning levels, marked by their sparsity
@@ -134,6 +134,30 @@ def plot_bkg_eff(cmp: Comparison, out: Path, class_names: Sequence[str] | None =
     return _save(fig, out, "bkg_eff")
 
 
+def plot_efficiency(cmp: Comparison, out: Path) -> list[Path]:
+    """Neural efficiency and aIQ of every stored network versus its BOPs."""
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax_e, ax_q = fig.subplots(1, 2)
+    for i, r in enumerate(cmp.results):
+        color = "black" if r.kind == "qap" else _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
+        pts = [(t.values[1], t.user_attrs.get("network_efficiency"), t.user_attrs.get("aiq")) for t in r.trials]
+        pts = [p for p in pts if p[1] is not None]
+        marker = "s" if r.kind == "qap" else "o"
+        ax_e.scatter([p[0] for p in pts], [p[1] for p in pts], s=12, color=color, marker=marker, alpha=0.7,
+                     label=r.name)
+        ax_q.scatter([p[0] for p in pts], [p[2] for p in pts], s=12, color=color, marker=marker, alpha=0.7,
+                     label=r.name)
+    for ax, label in ((ax_e, "network efficiency (geometric mean of layer entropies / width)"),
+                      (ax_q, "aIQ = (AUC^2 x efficiency)^(1/3)")):
+        ax.set_xscale("log")
+        ax.set_xlabel(BOPS_LABEL)
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Neural efficiency versus BOPs; {_data_note(cmp)}", fontsize=10)
+    return _save(fig, out, "efficiency")
+
+
 def plot(kind: str, cmp: Comparison, out: Path) -> list[Path]:
     if kind == "fronts":
         return plot_fronts(cmp, out)
@@ -141,6 +165,8 @@ def plot(kind: str, cmp: Comparison, out: Path) -> list[Path]:
         return plot_hypervolume(cmp, out)
     if kind == "bkg-eff":
         return plot_bkg_eff(cmp, out)
+    if kind == "efficiency":
+        return plot_efficiency(cmp, out)
     raise ValueError(f"unknown figure kind {kind!r}: use one of {', '.join(KINDS)}")
 
 

@@ -50,39 +50,49 @@ def run_qap(
     q = study.qap
     say = log or (lambda msg: print(msg, file=sys.stderr))
     url = storage_url(study, storage)
-    data = load_data(study.data)  # bad data fails here, before the storage is touched
+    variants = [(k, r, load_data(cfg)) for k, r, cfg in study.data_variants()]  # bad data fails before storage
+    data = variants[0][2]
     ostudy = open_study(open_storage(url), study, kind="qap", sections=("data", "train", "qap"),
                         directions=DIRECTIONS, study_name=qap_study_name(study))
     store = artifact_store(artifact_dir(study, url))
     dists = {
         "seed": CategoricalDistribution(list(q.seeds)),
+        "fold": IntDistribution(0, study.data.folds - 1),
+        "randomized": CategoricalDistribution(list(study.randomizations)),
         "precision": CategoricalDistribution(list(q.precisions)),
         "mode": CategoricalDistribution(list(q.modes)),
         "level": IntDistribution(0, len(q.schedule) - 1),
     }
     done = {_key(t.params): t for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
-    total = len(q.seeds) * len(q.precisions) * len(q.modes) * len(q.schedule)
+    total = len(variants) * len(q.seeds) * len(q.precisions) * len(q.modes) * len(q.schedule)
     say(f"qap {study.name}: {len(done)}/{total} levels already stored in {redact(url)} "
         f"(study {ostudy.study_name}){'; data: ' + data.label if data.synthetic else ''}")
 
     bars = _Bars(total, len(done), study.train.epochs, enabled=progress)
     try:
-        for seed in q.seeds:
-            for bits in q.precisions:
-                for mode in q.modes:
-                    _run_chain(ostudy, store, data, study, seed, bits, mode, done, dists, bars, say)
+        for fold, randomized, vdata in variants:
+            for seed in q.seeds:
+                for bits in q.precisions:
+                    for mode in q.modes:
+                        chain = {"seed": seed, "fold": fold, "randomized": randomized, "precision": bits,
+                                 "mode": mode}
+                        _run_chain(ostudy, store, vdata, study, chain, done, dists, bars, say)
     finally:
         bars.close()
     return ostudy
 
 
+KEY = ("seed", "fold", "randomized", "precision", "mode", "level")
+
+
 def _key(params: dict) -> tuple:
-    return (params["seed"], params["precision"], params["mode"], params["level"])
+    return tuple(params[k] for k in KEY)
 
 
-def _run_chain(ostudy, store, data, study, seed, bits, mode, done, dists, bars, say) -> None:
+def _run_chain(ostudy, store, data, study, chain, done, dists, bars, say) -> None:
     q = study.qap
-    levels = [lvl for lvl in range(len(q.schedule)) if (seed, bits, mode, lvl) in done]
+    seed, bits, mode = chain["seed"], chain["precision"], chain["mode"]
+    levels = [lvl for lvl in range(len(q.schedule)) if _key({**chain, "level": lvl}) in done]
     if len(levels) == len(q.schedule):
         return
     spec = q.spec(bits, data.n_features, data.n_classes)
@@ -94,16 +104,20 @@ def _run_chain(ostudy, store, data, study, seed, bits, mode, done, dists, bars, 
         if levels != list(range(last + 1)):
             raise StudyFileError(f"stored levels {levels} of {bits}-bit {mode} seed {seed} have a gap; "
                                  "the study was written by something else; use a new study name")
-        model, _ = load_checkpoint(store, done[(seed, bits, mode, last)].user_attrs["checkpoint"])
+        model, _ = load_checkpoint(store, done[_key({**chain, "level": last})].user_attrs["checkpoint"])
         start = last + 1
     config = replace(study.train, seed=seed)
     tag = f"{'float' if bits == 32 else f'{bits}-bit'} {mode.upper()} seed {seed}"
+    if study.data.folds > 1:
+        tag += f" fold {chain['fold']}"
+    if len(study.randomizations) > 1 or chain["randomized"]:
+        tag += f" random labels {chain['randomized']:.0%}"
     for res in iterative_pruning(
         model, data, config, q.schedule, mode, initial, start_level=start,
         on_epoch=lambda lvl, log: bars.epoch(f"{tag} level {lvl}/{len(q.schedule) - 1}", log),
     ):
         rec = res.measurement.record
-        params = {"seed": seed, "precision": bits, "mode": mode, "level": res.level}
+        params = {**chain, "level": res.level}
         meta = {"study": ostudy.study_name, **params}
         ckpt = save_checkpoint(store, ostudy, res.measurement.model, meta)
         attrs = {**rec, "target_sparsity": res.target, "checkpoint": ckpt, "kind": "qap"}

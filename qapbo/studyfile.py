@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ _TOP = {"name": (str, REQUIRED), "seed": (int, 0), "storage": (str, None), "arti
         "description": (str, "")}
 _DATA = {"source": (str, "synthetic-jets"), "path": (str, None), "test_path": (str, None),
          "data_home": (str, None), "label_column": (str, "class"), "n_rows": (int, 100_000),
-         "max_rows": (int, None), "val_fraction": (float, 0.2), "test_fraction": (float, 0.2)}
+         "max_rows": (int, None), "val_fraction": (float, 0.2), "test_fraction": (float, 0.2),
+         "folds": (int, 1), "randomize_labels": (object, 0.0)}
 _TRAIN = {"epochs": (int, 250), "lr": (float, 1e-4), "batch_size": (int, 1024), "l1": (float, 1e-4),
           "patience": (int, 10), "threads": (int, 1)}
 _QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (int, 32),
@@ -87,6 +88,16 @@ class StudyFile:
     @property
     def config_hash(self) -> str:
         return config_hash(self.canonical)
+
+    @property
+    def randomizations(self) -> tuple[float, ...]:
+        r = self.canonical["data"]["randomize_labels"]
+        return tuple(r) if isinstance(r, list) else (r,)
+
+    def data_variants(self) -> list[tuple[int, float, DataConfig]]:
+        """(fold, randomized share, data config) for every data variant the file asks for."""
+        return [(k, r, replace(self.data, fold=k, randomize_labels=r))
+                for r in self.randomizations for k in range(self.data.folds)]
 
     def section(self, *names: str) -> dict[str, Any]:
         """The canonical parts that define a run's results (used to detect a changed file).
@@ -138,7 +149,20 @@ def parse_study(text: str, where: str = "<memory>") -> StudyFile:
         raise StudyFileError(f"{where}: name {name!r} must be non-empty, without slashes, colons or spaces "
                              "at either end (it names the study and its files)")
     seed = canonical["seed"]
-    d = canonical["data"]
+    d = dict(canonical["data"])
+    shares = d["randomize_labels"]
+    share_list = shares if isinstance(shares, list) else [shares]
+    if not share_list or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in share_list):
+        raise StudyFileError(f"{where}: [data] randomize_labels must be a share like 0.5 or a list like "
+                             f"[0.0, 0.5, 0.75, 0.9], got {shares!r}")
+    if len(set(share_list)) != len(share_list):
+        raise StudyFileError(f"{where}: [data] randomize_labels {shares} has duplicates")
+    d["randomize_labels"] = float(share_list[0])
+    canonical["data"]["randomize_labels"] = [float(v) for v in share_list] if isinstance(shares, list) \
+        else float(shares)
+    for v in share_list:
+        if not 0.0 <= v < 1.0:
+            raise StudyFileError(f"{where}: [data] randomize_labels {v} must lie in [0, 1)")
     data = DataConfig(seed=seed, **d)
     try:
         data.validate()
@@ -153,6 +177,9 @@ def parse_study(text: str, where: str = "<memory>") -> StudyFile:
     if "search" in canonical:
         from .space import parse_search  # the search space is its own concept (qapbo.space)
 
+        if data.folds > 1 or len(share_list) > 1:
+            raise StudyFileError(f"{where}: a [search] runs on one data split; set folds = 1 and a single "
+                                 "randomize_labels value (cross-validation and label sweeps are for [qap])")
         search = parse_search(canonical["search"], canonical["objectives"], train, where)
         canonical["search"]["space"] = search.space.canonical()
     if qap is None and search is None:

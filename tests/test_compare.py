@@ -55,7 +55,7 @@ def test_run_runs_search_and_qap_then_compares(finished):
     assert {s for s in optuna.study.get_all_study_names(url)} == {"both-search", "both-qap"}
     assert "| both-search | search | 4 |" in p.stdout and "| both-qap | qap | 6 |" in p.stdout
     assert "SYNTHETIC" in p.stdout and "reference point AUC = 0.5" in p.stdout
-    for name in ["fronts", "hypervolume", "bkg_eff"]:
+    for name in ["fronts", "hypervolume", "bkg_eff", "efficiency"]:
         png = d / "runs" / "both-compare" / f"{name}.png"
         pdf = d / "runs" / "both-compare" / f"{name}.pdf"
         img = mpimg.imread(png)  # re-readable as an image

@@ -193,3 +193,31 @@ def test_text_feature_and_bad_config(tmp_path):
         load_data(DataConfig(val_fraction=0.7))
     with pytest.raises(DataError, match="needs a path"):
         load_data(DataConfig(source="hdf5"))
+
+
+def test_label_randomization_share_is_exact_and_test_labels_untouched():
+    from qapbo.data import randomize_labels
+
+    y = np.arange(1000) % 5
+    r = randomize_labels(y, 0.75, 5, seed=0)
+    assert (r != y).sum() == 750 and set(np.unique(r)) <= set(range(5))
+    assert np.array_equal(randomize_labels(y, 0.75, 5, seed=0), r)
+    clean = load_data(DataConfig(n_rows=2000, seed=3))
+    noisy = load_data(DataConfig(n_rows=2000, seed=3, randomize_labels=0.5))
+    assert np.array_equal(clean.x_train, noisy.x_train)  # same rows, same order
+    assert (clean.y_train != noisy.y_train).sum() == round(0.5 * len(clean.y_train))
+    assert (clean.y_val != noisy.y_val).sum() == round(0.5 * len(clean.y_val))
+    assert np.array_equal(clean.y_test, noisy.y_test)  # test labels untouched
+    assert clean.fingerprint != noisy.fingerprint and noisy.describe()["randomize_labels"] == 0.5
+
+
+def test_k_fold_validation_splits_partition_the_training_rows():
+    folds = [load_data(DataConfig(n_rows=1000, seed=0, folds=4, fold=k)) for k in range(4)]
+    vals = [f.scaler.inverse_transform(f.x_val) for f in folds]
+    allrows = np.concatenate(vals)
+    assert len(allrows) == 800  # the 80 % that is not test, each row in exactly one fold
+    assert len(np.unique(np.round(allrows, 3), axis=0)) == 800
+    assert all(np.array_equal(f.y_test, folds[0].y_test) for f in folds)
+    assert len({f.fingerprint for f in folds}) == 4
+    with pytest.raises(DataError, match="fold 4 of 4"):
+        load_data(DataConfig(n_rows=1000, folds=4, fold=4))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from qapbo.metrics import classification_metrics, macro_auc, sparsity
+from qapbo.metrics import classification_metrics, layer_efficiency, macro_auc, neural_efficiency, sparsity
 from qapbo.models import ModelSpec, build_model
 
 
@@ -68,3 +68,47 @@ def test_background_efficiency_on_a_diagonal_roc_segment():
     y = np.array([1, 1, 1, 1, 0, 0])
     m = classification_metrics(np.column_stack([1 - p1, p1]), y, ["b", "s"])
     assert m["bkg_eff_at_sig50"]["s"] == pytest.approx(0.25)
+
+
+def test_efficiency_all_microstates_equally_likely_is_one():
+    # width 3: all 8 patterns, each 5 times -> entropy 3 bits -> efficiency 3 / 3 = 1
+    patterns = np.array([[(k >> j) & 1 for j in range(3)] for k in range(8)], dtype=float)
+    acts = np.repeat(patterns, 5, axis=0) * 2 - 1  # +1 active, -1 inactive
+    assert layer_efficiency(acts) == pytest.approx(1.0)
+
+
+def test_efficiency_one_microstate_is_zero():
+    acts = np.full((50, 4), 0.7)
+    assert layer_efficiency(acts) == 0.0
+    assert neural_efficiency([acts, np.ones((50, 2))], auc=0.9)["network_efficiency"] == 0.0
+
+
+def test_efficiency_closed_form_and_aiq():
+    # width 2; microstates 00 (half the samples), 01 and 11 (a quarter each): H = 1.5 bits -> 0.75
+    acts = np.array([[-1, -1]] * 4 + [[-1, 1]] * 2 + [[1, 1]] * 2, dtype=float)
+    assert layer_efficiency(acts) == pytest.approx(0.75)
+    # zero is not active (x > 0): a column of zeros is one constant neuron
+    wide = np.zeros((16, 9))
+    wide[:, 0] = np.arange(16) % 2  # one informative neuron of nine: 1 bit / 9
+    assert layer_efficiency(wide) == pytest.approx(1 / 9)
+    e = neural_efficiency([acts, np.repeat(patterns2(), 3, axis=0)], auc=0.9)
+    assert e["layer_efficiency"] == pytest.approx([0.75, 1.0])
+    assert e["network_efficiency"] == pytest.approx(np.sqrt(0.75))
+    assert e["aiq"] == pytest.approx((0.9 ** 2 * np.sqrt(0.75)) ** (1 / 3))
+
+
+def patterns2():
+    return np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=float)
+
+
+def test_evaluate_records_efficiency_for_every_layer():
+    from qapbo.metrics import evaluate
+
+    model = build_model(ModelSpec(hidden=(8, 4), n_inputs=16, n_classes=5, weight_bits=4), seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    y = np.arange(300) % 5
+    m = evaluate(model, x, y, list("gqwzt"))
+    assert len(m["layer_efficiency"]) == 3  # two hidden layers and the output layer
+    assert all(0.0 <= e <= 1.0 for e in m["layer_efficiency"])
+    assert 0.0 <= m["aiq"] <= 1.0

@@ -85,7 +85,7 @@ def test_compare_table_with_seeds():
     assert (c["c_ab"], c["c_ba"]) == (0.0, 1.0)
     md = cmp.to_markdown()
     assert "SYNTHETIC" in md and "reference point AUC = 0.5, BOPs = 1e+06" in md
-    assert "1.2450 ± 0.0071 (2 seeds)" in md
+    assert "1.2450 ± 0.0071 (2 seeds/folds)" in md
 
 
 def test_compare_without_results_is_an_error():

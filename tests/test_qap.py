@@ -191,3 +191,26 @@ def test_cli_unreachable_storage_exit_2(tmp_path):
     assert p.returncode == 2, p.stderr
     assert "cannot open storage postgresql://u:***@127.0.0.1:1/db" in p.stderr
     assert "secret" not in p.stderr and "Traceback" not in p.stderr
+
+
+def test_folds_and_label_randomization_are_tagged_and_compared(tmp_path):
+    from qapbo.pareto import compare, load_results
+
+    text = TINY.format(name="gen", rows=1500, epochs=2).replace(
+        "[data]\nn_rows = 1500", "[data]\nn_rows = 1500\nfolds = 2\nrandomize_labels = [0.0, 0.5]").replace(
+        "precisions = [32, 4]", "precisions = [6]").replace('modes = ["ft", "lt"]', 'modes = ["ft"]')
+    study = parse_study(text, "gen.toml")
+    url = f"sqlite:///{tmp_path}/gen.db"
+    ostudy = run_qap(study, storage=url, progress=False, log=lambda m: None)
+    trials = ostudy.get_trials()
+    assert len(trials) == 2 * 2 * 3  # folds x randomizations x levels
+    tags = {(t.params["fold"], t.params["randomized"]) for t in trials}
+    assert tags == {(0, 0.0), (1, 0.0), (0, 0.5), (1, 0.5)}
+    for t in trials:
+        assert t.user_attrs["data"]["fold"] == t.params["fold"]
+        assert t.user_attrs["data"]["randomize_labels"] == t.params["randomized"]
+        assert 0.0 <= t.user_attrs["network_efficiency"] <= 1.0 and "aiq" in t.user_attrs
+    results = load_results(url)
+    assert [r.name for r in results] == ["gen-qap [labels 0% random]", "gen-qap [labels 50% random]"]
+    rows = compare(results).rows
+    assert all(r["hypervolume_seeds"] == 2 and r["hypervolume_std"] >= 0 for r in rows)
