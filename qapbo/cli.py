@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Rerunning the same command resumes where a stopped run left off.")
     q.add_argument("study", help="study file (TOML), e.g. studies/qap-tiny.toml")
     q.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
+    _synthetic_args(q)
     q.add_argument("--quiet", action="store_true", help="one line per level instead of progress bars")
     q.set_defaults(func=cmd_qap)
 
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
     s.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study (overrides the file)")
     s.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
+    _synthetic_args(s)
     s.add_argument("--quiet", action="store_true", help="one line per trial instead of a progress bar")
     s.set_defaults(func=cmd_search)
 
@@ -138,9 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     r.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
     r.add_argument("--out", help="directory for the figures (default: runs/NAME-compare)")
+    _synthetic_args(r)
     r.add_argument("--quiet", action="store_true", help="lines instead of progress bars")
     r.set_defaults(func=cmd_run)
     return parser
+
+
+def _synthetic_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--synthetic", action="store_true",
+                   help="run on the synthetic jets instead of the file's data (study name gets '-synthetic')")
+    p.add_argument("--rows", type=_positive_int, help="with --synthetic: number of synthetic jets")
+
+
+def _load_study(args: argparse.Namespace):
+    from .studyfile import load_study_file
+
+    if args.rows and not args.synthetic:
+        raise QapboError("--rows only goes with --synthetic; set n_rows or max_rows in the study file instead")
+    return load_study_file(args.study, synthetic=args.synthetic, rows=args.rows)
 
 
 def _comparison_args(p: argparse.ArgumentParser) -> None:
@@ -195,9 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .qap import run_qap
     from .search import run_search
     from .storage import redact, storage_url
-    from .studyfile import load_study_file
-
-    study = load_study_file(args.study)
+    study = _load_study(args)
     names = []
     if study.search is not None:
         names += [s.study_name for s in run_search(study, storage=args.storage, progress=not args.quiet)]
@@ -217,9 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from .search import run_search
     from .storage import redact, storage_url
-    from .studyfile import load_study_file
-
-    study = load_study_file(args.study)
+    study = _load_study(args)
     if args.timeout is not None and args.timeout <= 0:
         raise QapboError(f"--timeout {args.timeout:g}: use a positive number of seconds")
     for ostudy in run_search(study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
@@ -240,9 +253,7 @@ def optuna_complete():
 def cmd_qap(args: argparse.Namespace) -> int:
     from .qap import run_qap
     from .storage import redact, storage_url
-    from .studyfile import load_study_file
-
-    study = load_study_file(args.study)
+    study = _load_study(args)
     ostudy = run_qap(study, storage=args.storage, progress=not args.quiet)
     n = len(ostudy.get_trials(deepcopy=False))
     print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "

@@ -393,7 +393,7 @@ def read_hdf5(path: str | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]
     elif p.is_file():
         files = [p]
     else:
-        raise DataError(f"{p}: no such file or directory; check --data-path")
+        raise DataError(f"{p}: no such file or directory; check the data path (--data-path, or [data] path in a study file), or run on the synthetic jets (--synthetic)")
     xs, ys = [], []
     for f in files:
         try:
@@ -425,7 +425,7 @@ def read_table(path: str | None, label_column: str) -> tuple[np.ndarray, np.ndar
     """CSV, Parquet or NPZ with one label column; every other column is a feature."""
     p = Path(str(path))
     if not p.is_file():
-        raise DataError(f"{p}: no such file; check --data-path")
+        raise DataError(f"{p}: no such file; check the data path (--data-path, or [data] path in a study file), or run on the synthetic jets (--synthetic)")
     suffix = p.suffix.lower()
     try:
         if suffix == ".npz":

@@ -33,7 +33,8 @@ DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs
 MAX_CONSECUTIVE_FAILURES = 10
 
 
-def make_sampler(name: str, seed: int, settings: SearchSettings) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, settings: SearchSettings,
+                 space: SearchSpace | None = None) -> optuna.samplers.BaseSampler:
     """The sampler called ``name``, seeded. Constraints reach it through ``trial.set_constraint``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -46,6 +47,10 @@ def make_sampler(name: str, seed: int, settings: SearchSettings) -> optuna.sampl
             return optuna.samplers.GPSampler(seed=seed)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
+        if name == "grid":
+            if space is None:
+                raise QapboError("sampler 'grid' needs the search space")
+            return optuna.samplers.GridSampler(space.grid(), seed=seed)
         if name == "botorch":
             try:
                 from optuna_integration import BoTorchSampler
@@ -161,7 +166,7 @@ def run_search(
             continue
         # Optuna does not store the sampler: rebuild it with the study's seed, advanced by the
         # number of trials already asked so a resumed study does not replay earlier proposals.
-        ostudy.sampler = make_sampler(s.sampler, study.seed + len(ostudy.trials), s)
+        ostudy.sampler = make_sampler(s.sampler, study.seed + len(ostudy.trials), s, space)
         _optimize(ostudy, Objective(study, space, data, store), n_trials, timeout, progress, say)
     return out
 

@@ -19,7 +19,7 @@ from .models import BN_MODES, FLOAT_BITS, MAX_BITS, MIN_BITS, ModelSpec
 from .studyfile import StudyFileError
 from .train import TrainConfig
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random", "botorch")
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid", "botorch")
 PRESETS = ("paper-bo",)
 PAPER_BO_PRECISIONS = (32, 12, 6, 4)
 CONSTRAINT_METRICS = ("auc", "bops", "accuracy", "sparsity")
@@ -109,6 +109,25 @@ class SearchSpace:
         return Candidate(spec=spec, lr=float(self.lr.suggest(trial, "lr")), l1=float(self.l1.suggest(trial, "l1")),
                          sparsity=float(self.sparsity.suggest(trial, "sparsity")))
 
+    def grid(self) -> dict[str, list[Any]]:
+        """Every searched parameter with its choices, for Optuna's GridSampler (ablations)."""
+        out: dict[str, list[Any]] = {}
+        if self.widths is None and self.n_layers.kind != "fixed":
+            raise SpaceError("sampler 'grid' needs a fixed depth: give n_layers as a number or use widths")
+        n = self.n_layers.value if self.widths is None else len(self.widths)
+        named = [(f"width_{i + 1}", w) for i, w in enumerate(self.widths or (self.width,) * n)]
+        for name, dim, count in (("bits", self.bits, n + 1), ("act_bits", self.act_bits, n)):
+            if dim is not None:
+                named += [(f"{name}_{i + 1}", dim) for i in range(count)] if dim.per_layer else [(name, dim)]
+        named += [(k, getattr(self, k)) for k in ("input_bits", "bn", "lr", "l1", "sparsity")]
+        for name, dim in named:
+            if dim.kind in ("int", "float"):
+                raise SpaceError(f"sampler 'grid' needs choices, not a range, for {name}: "
+                                 f"write {{ choices = [...] }}")
+            if dim.kind == "choice":
+                out[name] = list(dim.choices)
+        return out
+
     def fix_bits(self, bits: int) -> "SearchSpace":
         return replace(self, bits=Dim("fixed", value=bits), act_bits=None)
 
@@ -196,6 +215,14 @@ def parse_search(s: dict[str, Any], objectives: dict[str, Any], train: TrainConf
         if s["precisions"] is not None:
             fail("precisions only goes with a preset; in a space, search or fix 'bits' instead")
         space = parse_space(s["space"] or {}, train, fail)
+    if s["sampler"] == "grid":
+        try:
+            grid = space.grid()
+        except SpaceError as exc:
+            fail(str(exc))
+        size = math.prod(len(v) for v in grid.values())
+        if s["n_trials"] is None:
+            s = {**s, "n_trials": size}  # the whole grid, once
     if objectives["auc"] != "maximize" or objectives["bops"] != "minimize":
         raise SpaceError(f"{where}: [objectives] qapbo searches auc = \"maximize\" and bops = \"minimize\"; "
                          "restrict the front with constraints instead")

@@ -114,8 +114,13 @@ def config_hash(canonical: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_study_file(path: str | Path) -> StudyFile:
-    """Read and validate a study file; every problem raises :class:`StudyFileError`."""
+def load_study_file(path: str | Path, synthetic: bool = False, rows: int | None = None) -> StudyFile:
+    """Read and validate a study file; every problem raises :class:`StudyFileError`.
+
+    ``synthetic=True`` swaps the file's data for the synthetic jets (``rows`` of them, default the
+    file's ``n_rows``) and suffixes the study name with ``-synthetic``, so results on synthetic data
+    never share a study with results on the real data.
+    """
     p = Path(path)
     try:
         text = p.read_text()
@@ -123,14 +128,20 @@ def load_study_file(path: str | Path) -> StudyFile:
         raise StudyFileError(f"{p}: no such study file; check the path (study files live in studies/)") from None
     except OSError as exc:
         raise StudyFileError(f"{p}: cannot read the study file ({exc.strerror})") from None
-    return parse_study(text, str(p))
+    return parse_study(text, str(p), synthetic=synthetic, rows=rows)
 
 
-def parse_study(text: str, where: str = "<memory>") -> StudyFile:
+def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, rows: int | None = None) -> StudyFile:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyFileError(f"{where}: not valid TOML ({exc}); fix the syntax at that line") from None
+    if synthetic:
+        d = raw.get("data", {}) if isinstance(raw.get("data"), dict) else {}
+        keep = {k: d[k] for k in ("val_fraction", "test_fraction", "folds", "randomize_labels") if k in d}
+        raw["data"] = {"source": "synthetic-jets", "n_rows": rows or d.get("n_rows", 100_000), **keep}
+        if isinstance(raw.get("name"), str):
+            raw["name"] = f"{raw['name']}-synthetic"
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
     sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
     unknown = set(sections) - set(SECTIONS)
