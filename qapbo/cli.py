@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import warnings
 from typing import Any, Sequence
@@ -115,9 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
     s.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study (overrides the file)")
     s.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
+    s.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes on this machine sharing the study (default: 1); one torch thread each")
     _synthetic_args(s)
     s.add_argument("--quiet", action="store_true", help="one line per trial instead of a progress bar")
     s.set_defaults(func=cmd_search)
+
+    w = sub.add_parser("worker", help="one search worker joining a shared study (e.g. on another machine)",
+                       description="Join the search of a study file on a shared storage (any Optuna RDB URL, e.g. "
+                                   "postgresql://user:password@host/db) and run trials until the study holds its "
+                                   "budget. Start one per machine or core; they share the budget.")
+    w.add_argument("study", help="study file (TOML); the same file on every machine")
+    w.add_argument("--storage", help="shared Optuna storage URL (default: the file's storage); "
+                                     "or set QAPBO_STORAGE to keep a password off the command line")
+    w.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study")
+    w.add_argument("--timeout", type=_float, help="stop starting trials after this many seconds")
+    _synthetic_args(w)
+    w.add_argument("--quiet", action="store_true", help="one line per trial instead of a progress bar")
+    w.set_defaults(func=cmd_search)
 
     c = sub.add_parser("compare", help="compare stored fronts: table (Markdown or JSON) and figures",
                        description="Load studies from a storage, extract their AUC-BOPs fronts and compare them: "
@@ -155,6 +171,8 @@ def _synthetic_args(p: argparse.ArgumentParser) -> None:
 def _load_study(args: argparse.Namespace):
     from .studyfile import load_study_file
 
+    if getattr(args, "storage", None) is None and os.environ.get("QAPBO_STORAGE"):
+        args.storage = os.environ["QAPBO_STORAGE"]
     if args.rows and not args.synthetic:
         raise QapboError("--rows only goes with --synthetic; set n_rows or max_rows in the study file instead")
     return load_study_file(args.study, synthetic=args.synthetic, rows=args.rows)
@@ -235,8 +253,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     study = _load_study(args)
     if args.timeout is not None and args.timeout <= 0:
         raise QapboError(f"--timeout {args.timeout:g}: use a positive number of seconds")
-    for ostudy in run_search(study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
-                             progress=not args.quiet):
+    if getattr(args, "workers", 1) > 1:
+        from .workers import run_workers
+
+        studies = run_workers(study, args.workers, storage=args.storage, n_trials=args.n_trials,
+                              timeout=args.timeout, synthetic=args.synthetic, rows=args.rows,
+                              progress=not args.quiet)
+    else:
+        studies = run_search(study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
+                             progress=not args.quiet)
+    for ostudy in studies:
         front = ostudy.best_trials
         n = len(ostudy.get_trials(deepcopy=False, states=(optuna_complete(),)))
         print(f"search {ostudy.study_name}: {n} COMPLETE trials, {len(front)} on the AUC-BOPs front, in "

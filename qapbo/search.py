@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import optuna
@@ -125,15 +125,21 @@ class Objective:
         return rec, model
 
 
-def run_search(
-    study: StudyFile,
-    storage: str | None = None,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> list[optuna.Study]:
-    """Run (or resume) every search study of ``study`` up to its budget of COMPLETE trials."""
+@dataclass
+class PreparedSearch:
+    """Everything a search needs, validated, with its studies created in the storage."""
+
+    studies: list[optuna.Study]
+    spaces: list[SearchSpace]
+    url: str
+    data: JetData
+    n_trials: int | None
+    timeout: float | None
+
+
+def prepare_search(study: StudyFile, storage: str | None = None, n_trials: int | None = None,
+                   timeout: float | None = None, say: Callable[[str], None] | None = None) -> PreparedSearch:
+    """Validate budget and data, open the storage, create or load (and check) every search study."""
     if study.search is None:
         raise StudyFileError(f"{study.path}: no [search] section; add one to run a search")
     s = study.search
@@ -142,7 +148,7 @@ def run_search(
     if n_trials is None and timeout is None:
         raise StudyFileError(f"{study.path}: [search] sets no budget; add n_trials (or timeout), "
                              "or pass --n-trials / --timeout")
-    say = log or (lambda msg: print(msg, file=sys.stderr))
+    say = say or (lambda msg: print(msg, file=sys.stderr))
     url = storage_url(study, storage)
     data = load_data(study.data)  # bad data fails here, before the storage is touched
     with warnings.catch_warnings():
@@ -150,94 +156,116 @@ def run_search(
         retry = RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry)
     rdb = open_storage(url, heartbeat_interval=s.heartbeat_interval, grace_period=s.grace_period,
                        heartbeat_stale_trial_callback=retry)
-    store = artifact_store(artifact_dir(study, url))
-    out = []
+    studies, spaces = [], []
     for name, space in s.studies(study.name):
-        ostudy = open_study(rdb, study, kind="search", sections=("data", "train", "search", "objectives"),
-                            directions=DIRECTIONS, study_name=name)
-        out.append(ostudy)
-        _reap_dead_trials(ostudy, s, say)
+        studies.append(open_study(rdb, study, kind="search", sections=("data", "train", "search", "objectives"),
+                                  directions=DIRECTIONS, study_name=name))
+        spaces.append(space)
+    return PreparedSearch(studies, spaces, url, data, n_trials, timeout)
+
+
+def run_search(
+    study: StudyFile,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    worker: int = 0,
+) -> list[optuna.Study]:
+    """Run (or resume) every search study of ``study`` up to its budget of COMPLETE trials.
+
+    Several processes (or machines) may run this on the same storage at once: they share the
+    budget, and trials of a process that died are reaped and retried.
+    """
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    run = prepare_search(study, storage, n_trials, timeout, say)
+    s = study.search
+    store = artifact_store(artifact_dir(study, run.url))
+    for ostudy, space in zip(run.studies, run.spaces):
         done = _count(ostudy, TrialState.COMPLETE)
-        say(f"search {name}: {done} COMPLETE trial(s) stored in {redact(url)}; budget "
-            f"{n_trials if n_trials is not None else 'none'} trials"
-            f"{f', {timeout:g} s' if timeout else ''}; sampler {s.sampler}"
-            f"{'; data: ' + data.label if data.synthetic else ''}")
-        if n_trials is not None and done >= n_trials:
+        say(f"search {ostudy.study_name}: {done} COMPLETE trial(s) stored in {redact(run.url)}; budget "
+            f"{run.n_trials if run.n_trials is not None else 'none'} trials"
+            f"{f', {run.timeout:g} s' if run.timeout else ''}; sampler {s.sampler}"
+            f"{'; data: ' + run.data.label if run.data.synthetic else ''}")
+        if run.n_trials is not None and done >= run.n_trials:
             continue
         # Optuna does not store the sampler: rebuild it with the study's seed, advanced by the
-        # number of trials already asked so a resumed study does not replay earlier proposals.
-        ostudy.sampler = make_sampler(s.sampler, study.seed + len(ostudy.trials), s, space)
-        _optimize(ostudy, Objective(study, space, data, store), n_trials, timeout, progress, say)
-    return out
+        # number of trials already asked (a resumed study does not replay earlier proposals) and
+        # by the worker index (workers starting together do not propose the same points).
+        seed = study.seed + len(ostudy.trials) + 7919 * worker
+        ostudy.sampler = make_sampler(s.sampler, seed, s, space)
+        _optimize(ostudy, Objective(study, space, run.data, store), run.n_trials, run.timeout, progress, say)
+    return run.studies
 
 
 def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, timeout: float | None,
               progress: bool, say: Callable[[str], None]) -> None:
+    """Run trials one ``optimize`` call at a time until the study holds ``n_trials`` COMPLETE ones.
+
+    One trial per call lets every worker check the shared budget right before asking for a
+    trial (COMPLETE + RUNNING anywhere), so workers sharing a study do not overshoot it, and
+    lets a worker wait for trials RUNNING elsewhere: a live worker finishes them, a dead one's
+    are reaped once their heartbeat is older than the grace period (then FAIL, parameters
+    retried). Optuna's own ``optimize`` keeps the heartbeat thread and failure handling.
+    """
     from tqdm import tqdm
 
-    done = _count(ostudy, TrialState.COMPLETE)
-    bar = tqdm(total=n_trials, initial=done, desc=ostudy.study_name, unit="trial", file=sys.stderr,
-               disable=not progress)
+    bar = tqdm(total=n_trials, initial=_count(ostudy, TrialState.COMPLETE), desc=ostudy.study_name,
+               unit="trial", file=sys.stderr, disable=not progress)
+    say_ = (lambda m: bar.write(m, file=sys.stderr)) if progress else say
     failures = [0]
+    deadline = time.monotonic() + timeout if timeout else None
 
-    def stop_at_budget(st: optuna.Study, ft: optuna.trial.FrozenTrial) -> None:
+    def report(st: optuna.Study, ft: optuna.trial.FrozenTrial) -> None:
         if ft.state == TrialState.COMPLETE:
             failures[0] = 0
             bar.update(1)
             front = {t.number for t in st.best_trials}
             params = " ".join(f"{k}={_fmt(v)}" for k, v in ft.params.items())
-            msg = (f"trial {ft.number:3d}  {params}  |  AUC {ft.values[0]:.4f}  BOPs {ft.values[1]:,.0f}  |  "
-                   f"{'on the front' if ft.number in front else 'dominated'} ({len(front)} on front)")
+            say_(f"trial {ft.number:3d}  {params}  |  AUC {ft.values[0]:.4f}  BOPs {ft.values[1]:,.0f}  |  "
+                 f"{'on the front' if ft.number in front else 'dominated'} ({len(front)} on front)")
         else:
             failures[0] += 1
-            msg = f"trial {ft.number:3d}  {ft.state.name}: {ft.user_attrs.get('fail_reason', 'no reason recorded')}"
-        (bar.write(msg, file=sys.stderr) if progress else say(msg))
-        if n_trials is not None and _count(st, TrialState.COMPLETE) >= n_trials:
-            st.stop()
-        if failures[0] >= MAX_CONSECUTIVE_FAILURES:
-            say(f"stopping: {failures[0]} trials failed in a row; see their fail_reason")
-            st.stop()
+            say_(f"trial {ft.number:3d}  {ft.state.name}: {ft.user_attrs.get('fail_reason', 'no reason recorded')}")
 
+    waiting_said = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            ostudy.optimize(objective, n_trials=None if timeout else _remaining(ostudy, n_trials),
-                            timeout=timeout, catch=(TrainingError,), callbacks=[stop_at_budget],
-                            gc_after_trial=False)
+            while True:
+                _reap(ostudy, say_)
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if failures[0] >= MAX_CONSECUTIVE_FAILURES:
+                    say_(f"stopping: {failures[0]} trials failed in a row; see their fail_reason")
+                    break
+                complete = _count(ostudy, TrialState.COMPLETE)
+                running = _count(ostudy, TrialState.RUNNING)
+                if n_trials is not None and complete >= n_trials:
+                    break
+                if n_trials is not None and complete + running >= n_trials:
+                    if not waiting_said:
+                        say_(f"{running} trial(s) RUNNING elsewhere fill the budget: waiting for them to finish, "
+                             "or to be reaped if their process died")
+                        waiting_said = True
+                    time.sleep(1.0)
+                    continue
+                waiting_said = False
+                ostudy.optimize(objective, n_trials=1, catch=(TrainingError,), callbacks=[report],
+                                gc_after_trial=False)
     finally:
         bar.close()
 
 
-def _remaining(ostudy: optuna.Study, n_trials: int | None) -> int | None:
-    # An upper bound for optimize(); stop_at_budget ends it once n_trials are COMPLETE.
-    if n_trials is None:
-        return None
-    return max(0, n_trials - _count(ostudy, TrialState.COMPLETE)) + MAX_CONSECUTIVE_FAILURES * n_trials
-
-
-def _reap_dead_trials(ostudy: optuna.Study, s: SearchSettings, say: Callable[[str], None]) -> None:
-    """Mark trials whose process died (no heartbeat for the grace period) FAIL; Optuna retries them.
-
-    Optuna only reaps a trial once its heartbeat is older than the grace period, and a trial
-    still RUNNING may belong to a live worker. So wait, at most one grace period, for each
-    RUNNING trial to either go stale (reaped here) or keep beating (left alone).
-    """
-    running = _count(ostudy, TrialState.RUNNING)
-    if not running:
-        return
-    say(f"{running} trial(s) RUNNING in {ostudy.study_name}: waiting up to {s.grace_period + s.heartbeat_interval} s "
-        "to tell a dead process (reaped, its parameters retried) from a live worker")
-    deadline = time.monotonic() + s.grace_period + s.heartbeat_interval
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        while True:
-            optuna.storages.fail_stale_trials(ostudy)
-            if not _count(ostudy, TrialState.RUNNING) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    reaped = running - _count(ostudy, TrialState.RUNNING)
+def _reap(ostudy: optuna.Study, say: Callable[[str], None]) -> None:
+    """Mark trials whose heartbeat stopped FAIL (Optuna queues their parameters again) and say so."""
+    before = _count(ostudy, TrialState.FAIL)
+    optuna.storages.fail_stale_trials(ostudy)
+    reaped = _count(ostudy, TrialState.FAIL) - before
     if reaped:
-        say(f"marked {reaped} dead trial(s) FAIL; their parameters are queued to run again")
+        say(f"marked {reaped} dead trial(s) FAIL (no heartbeat within the grace period); "
+            "their parameters are queued to run again")
 
 
 def _count(ostudy: optuna.Study, state: TrialState) -> int:
