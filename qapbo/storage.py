@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -61,14 +62,27 @@ def open_storage(url: str, **rdb_kwargs: Any) -> optuna.storages.RDBStorage:
             except OSError as exc:
                 raise StorageError(f"cannot create {db.parent} for the storage ({exc.strerror}); "
                                    "pass --storage with a writable path") from None
-    try:
-        with warnings.catch_warnings():  # heartbeat arguments are "experimental" since Optuna 2.x
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, **rdb_kwargs)
-    except Exception as exc:  # sqlalchemy OperationalError/ArgumentError, missing driver ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"cannot open storage {redact(url)} ({redact(first)}); check the URL, "
-                           "that the server is running and reachable, and the credentials") from None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeat arguments are "experimental" since Optuna 2.x
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **rdb_kwargs)
+        except ModuleNotFoundError as exc:  # the database driver
+            raise StorageError(f"cannot open storage {redact(url)}: the driver {exc.name!r} is not installed; "
+                               "for PostgreSQL: pip install 'qapbo[postgres]'") from None
+        except Exception as exc:  # sqlalchemy OperationalError/ArgumentError ...
+            if attempt < 2 and _is_creation_race(exc):  # another worker is creating the tables right now
+                time.sleep(1.0 + attempt)
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageError(f"cannot open storage {redact(url)} ({redact(first)}); check the URL, "
+                               "that the server is running and reachable, and the credentials") from None
+    raise AssertionError("unreachable")
+
+
+def _is_creation_race(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "already exists" in text or "duplicate" in text or "unique" in text
 
 
 def open_study(
@@ -106,7 +120,11 @@ def open_study(
                 + ". Restore the original settings to resume, or give the study a new name"
             )
         return existing
-    created = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
+    try:
+        created = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
+        time.sleep(0.5)
+        return open_study(storage, study, kind, sections, directions, study_name)
     _stamp(created, study, kind, wanted)
     return created
 
