@@ -355,11 +355,27 @@ def format_record(rec: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _write_failure(exc: BaseException) -> str | None:
+    """A one-line reason if ``exc`` (or its cause) is a full disk or a read-only storage, else None."""
+    import errno
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).strip().splitlines()[0] if str(seen).strip() else type(seen).__name__
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES):
+            return text
+        low = text.lower()
+        if "disk is full" in low or "readonly database" in low or "read-only file system" in low:
+            return text
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="brevitas")
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # qapbo prints its own progress
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # qapbo prints its own progress and trial failures
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -373,6 +389,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"qapbo {args.command}: training failed: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a full disk or a read-only storage is the user's to fix, not a crash
+        reason = _write_failure(exc)
+        if reason is None:
+            raise
+        from .storage import redact
+
+        print(f"qapbo {args.command}: error: cannot write results ({redact(reason)}); free disk space or make "
+              "the storage and its artifact directory writable, then rerun the same command: stored trials "
+              "are kept", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         hint = "; rerun the same command to resume" if args.command != "train" else ""
         print(f"qapbo {args.command}: interrupted{hint}", file=sys.stderr)

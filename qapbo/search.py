@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from datetime import datetime
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -216,6 +217,7 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
     say_ = (lambda m: bar.write(m, file=sys.stderr)) if progress else say
     failures = [0]
     deadline = time.monotonic() + timeout if timeout else None
+    grace = objective.settings.grace_period
 
     def report(st: optuna.Study, ft: optuna.trial.FrozenTrial) -> None:
         if ft.state == TrialState.COMPLETE:
@@ -234,7 +236,7 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             while True:
-                _reap(ostudy, say_)
+                _reap(ostudy, say_, grace)
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if failures[0] >= MAX_CONSECUTIVE_FAILURES:
@@ -258,10 +260,24 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
         bar.close()
 
 
-def _reap(ostudy: optuna.Study, say: Callable[[str], None]) -> None:
-    """Mark trials whose heartbeat stopped FAIL (Optuna queues their parameters again) and say so."""
+def _reap(ostudy: optuna.Study, say: Callable[[str], None], grace_period: float) -> None:
+    """Mark trials whose process died FAIL (Optuna queues their parameters again) and say so.
+
+    Optuna reaps a trial once its heartbeat is older than the grace period, but a process killed
+    between creating a trial and its first heartbeat leaves a RUNNING trial with no heartbeat,
+    which Optuna never reaps. Such a trial has no parameters either (the heartbeat starts before
+    the objective suggests any), so a parameterless trial older than the grace period is dead.
+    """
     before = _count(ostudy, TrialState.FAIL)
     optuna.storages.fail_stale_trials(ostudy)
+    now = datetime.now()
+    for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not t.params and t.datetime_start is not None and \
+                (now - t.datetime_start).total_seconds() > grace_period:
+            try:
+                ostudy.tell(t.number, state=TrialState.FAIL)
+            except (ValueError, RuntimeError):  # finished meanwhile
+                pass
     reaped = _count(ostudy, TrialState.FAIL) - before
     if reaped:
         say(f"marked {reaped} dead trial(s) FAIL (no heartbeat within the grace period); "

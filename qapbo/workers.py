@@ -31,7 +31,7 @@ def _worker_main(path: str, synthetic: bool, rows: int | None, storage: str, n_t
     from .search import run_search
 
     warnings.filterwarnings("ignore", module="brevitas")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = load_study_file(path, synthetic=synthetic, rows=rows)
     try:
         run_search(study, storage=storage, n_trials=n_trials, timeout=timeout, progress=False, worker=worker,
