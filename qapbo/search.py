@@ -8,6 +8,8 @@ study-file contract (a resumed study must have the same space and objectives) an
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 import time
 import warnings
@@ -81,6 +83,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         cand = self.space.suggest(trial, self.data.n_features, self.data.n_classes)
         trial.set_user_attr("model_name", cand.spec.describe())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, for debugging
         try:
             rec, model = self._train(trial, cand)
         except TrainingError as exc:
