@@ -179,7 +179,7 @@ def _load_study(args: argparse.Namespace):
 
 
 def _comparison_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///runs/quickstart.db")
+    p.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///runs/quickstart.db (or set QAPBO_STORAGE)")
     p.add_argument("--studies", type=lambda t: [x for x in t.split(",") if x],
                    help="comma-separated study names (default: every two-objective study in the storage)")
     p.add_argument("--auc-targets", type=lambda t: [_float(x) for x in t.split(",") if x],
@@ -192,7 +192,10 @@ def _comparison(args: argparse.Namespace, names: Sequence[str] | None = None, ur
     from .pareto import compare, load_results
     from .storage import open_storage
 
-    storage = open_storage(url or args.storage)
+    url = url or args.storage or os.environ.get("QAPBO_STORAGE")
+    if not url:
+        raise QapboError("no storage given: pass --storage URL (e.g. sqlite:///runs/quickstart.db) or set QAPBO_STORAGE")
+    storage = open_storage(url)
     results = load_results(storage, names or args.studies)
     return compare(results, auc_targets=getattr(args, "auc_targets", None),
                    bops_budgets=getattr(args, "bops_budgets", None))
@@ -260,8 +263,10 @@ def cmd_search(args: argparse.Namespace) -> int:
                               timeout=args.timeout, synthetic=args.synthetic, rows=args.rows,
                               progress=not args.quiet)
     else:
+        # a `qapbo worker` on another machine must not replay the proposals of the others
+        worker = os.getpid() if args.command == "worker" else 0
         studies = run_search(study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
-                             progress=not args.quiet)
+                             progress=not args.quiet, worker=worker)
     for ostudy in studies:
         front = ostudy.best_trials
         n = len(ostudy.get_trials(deepcopy=False, states=(optuna_complete(),)))

@@ -108,12 +108,22 @@ class Objective:
         seed = self.study.seed * 100_003 + trial.number
         config = replace(cand.train_config(self.study.train), seed=seed)
         history: list[float] = []
+        last_write = [time.monotonic()]
 
         def report(_level: int, _log: Any, model: Any) -> None:
-            # Optuna's trial.report is single-objective only: keep the curve as a user attribute.
+            # Optuna's trial.report is single-objective only: keep the curve as a user attribute,
+            # one value per epoch, written at most every 2 s (each write is a storage transaction).
             history.append(macro_auc(model.predict_proba(self.xv).numpy(), self.data.y_val))
-            trial.set_user_attr("intermediate_val_auc", history)
+            if time.monotonic() - last_write[0] > 2.0:
+                trial.set_user_attr("intermediate_val_auc", history)
+                last_write[0] = time.monotonic()
 
+        try:
+            return self._fit(cand, seed, config, report)
+        finally:
+            trial.set_user_attr("intermediate_val_auc", history)  # the whole curve, also for failed trials
+
+    def _fit(self, cand: Candidate, seed: int, config: Any, report: Callable) -> tuple[dict[str, Any], Any]:
         if cand.sparsity <= 0.0:
             model = build_model(cand.spec, seed=seed)
             m = train_and_measure(self.data, cand.spec, config, model=model,
