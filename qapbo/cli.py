@@ -98,41 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    q = sub.add_parser("qap", help="run (or resume) the quantization-aware pruning fronts of a study file",
-                       description="Run the [qap] section of a study file: for each precision and mode (FT, LT), "
-                                   "train, measure and prune level by level, storing one trial per level. "
-                                   "Rerunning the same command resumes where a stopped run left off.")
-    q.add_argument("study", help="study file (TOML), e.g. studies/qap-tiny.toml")
-    q.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
-    _synthetic_args(q)
-    q.add_argument("--quiet", action="store_true", help="one line per level instead of progress bars")
+    q = _study_command(sub, "qap", "run (or resume) the quantization-aware pruning fronts of a study file",
+                       "Run the [qap] section of a study file: for each precision and mode (FT, LT), train, "
+                       "measure and prune level by level, storing one trial per level. Rerunning the same "
+                       "command resumes where a stopped run left off.", "one line per level instead of progress bars")
     q.set_defaults(func=cmd_qap)
 
-    s = sub.add_parser("search", help="run (or resume) the multi-objective search of a study file",
-                       description="Run the [search] section of a study file: Optuna proposes architectures and "
-                                   "precisions, each trial trains and measures one network (AUC up, BOPs down). "
-                                   "Rerunning the same command resumes the study up to its budget.")
-    s.add_argument("study", help="study file (TOML), e.g. studies/search-tiny.toml")
-    s.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
-    s.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study (overrides the file)")
-    s.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
+    s = _study_command(sub, "search", "run (or resume) the multi-objective search of a study file",
+                       "Run the [search] section of a study file: Optuna proposes architectures and precisions, "
+                       "each trial trains and measures one network (AUC up, BOPs down). Rerunning the same "
+                       "command resumes the study up to its budget.")
     s.add_argument("--workers", type=_positive_int, default=1,
                    help="worker processes on this machine sharing the study (default: 1); one torch thread each")
-    _synthetic_args(s)
-    s.add_argument("--quiet", action="store_true", help="one line per trial instead of a progress bar")
     s.set_defaults(func=cmd_search)
 
-    w = sub.add_parser("worker", help="one search worker joining a shared study (e.g. on another machine)",
-                       description="Join the search of a study file on a shared storage (any Optuna RDB URL, e.g. "
-                                   "postgresql://user:password@host/db) and run trials until the study holds its "
-                                   "budget. Start one per machine or core; they share the budget.")
-    w.add_argument("study", help="study file (TOML); the same file on every machine")
-    w.add_argument("--storage", help="shared Optuna storage URL (default: the file's storage); "
-                                     "or set QAPBO_STORAGE to keep a password off the command line")
-    w.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study")
-    w.add_argument("--timeout", type=_float, help="stop starting trials after this many seconds")
-    _synthetic_args(w)
-    w.add_argument("--quiet", action="store_true", help="one line per trial instead of a progress bar")
+    w = _study_command(sub, "worker", "one search worker joining a shared study (e.g. on another machine)",
+                       "Join the search of a study file on a shared storage (any Optuna RDB URL, e.g. "
+                       "postgresql://user:password@host/db; or set QAPBO_STORAGE to keep the password off the "
+                       "command line) and run trials until the study holds its budget. Start one per machine "
+                       "or core; they share the budget.")
     w.set_defaults(func=cmd_search)
 
     c = sub.add_parser("compare", help="compare stored fronts: table (Markdown or JSON) and figures",
@@ -160,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="lines instead of progress bars")
     r.set_defaults(func=cmd_run)
     return parser
+
+
+def _study_command(sub: Any, name: str, help: str, description: str,
+                   quiet: str = "one line per trial instead of a progress bar") -> argparse.ArgumentParser:
+    """A subcommand that runs a study file: the file, its storage, the synthetic switch, a budget."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
+    p.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
+                                     "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
+    if name != "qap":
+        p.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study (overrides the file)")
+        p.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
+    _synthetic_args(p)
+    p.add_argument("--quiet", action="store_true", help=quiet)
+    return p
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:

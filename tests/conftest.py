@@ -1,3 +1,4 @@
+import sqlite3
 import warnings
 
 import pytest
@@ -11,3 +12,12 @@ def tiny_data():
     from qapbo.data import DataConfig, load_data
 
     return load_data(DataConfig(n_rows=3000, seed=0))
+
+
+def count_trials(db, state: str) -> int:
+    """Trials in ``state`` in an Optuna SQLite file, read with sqlite3 while another process writes it."""
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return con.execute("SELECT count(*) FROM trials WHERE state = ?", (state,)).fetchone()[0]
+    except sqlite3.OperationalError:  # no file or no tables yet
+        return 0

@@ -4,7 +4,6 @@ import hashlib
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import optuna
+from conftest import count_trials
 import pytest
 from optuna.trial import TrialState
 
@@ -116,12 +116,6 @@ def test_unreachable_storage_url(stored):
     assert p.returncode == 2 and "cannot create /proc/qapbo" in p.stderr and "Traceback" not in p.stderr
 
 
-def _count(db, state):
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("SELECT count(*) FROM trials WHERE state = ?", (state,)).fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def _complete_values(url):
@@ -146,9 +140,9 @@ def test_sigkill_at_several_points_loses_nothing(tmp_path):
         return len(list(arts.glob("*"))) if arts.exists() else 0
 
     kills = {
-        "during training": lambda: until(lambda: _count(db, "RUNNING") == 1 and _count(db, "COMPLETE") >= 1),
+        "during training": lambda: until(lambda: count_trials(db, "RUNNING") == 1 and count_trials(db, "COMPLETE") >= 1),
         "during a storage write": lambda: (lambda n: until(lambda: n_artifacts() > n))(n_artifacts()),
-        "between trials": lambda: (lambda n: until(lambda: _count(db, "COMPLETE") > n))(_count(db, "COMPLETE")),
+        "between trials": lambda: (lambda n: until(lambda: count_trials(db, "COMPLETE") > n))(count_trials(db, "COMPLETE")),
     }
     seen = {}
     for point, wait in kills.items():
@@ -178,16 +172,16 @@ def test_ctrl_c_stops_cleanly_and_marks_the_running_trial_fail(tmp_path):
     proc = subprocess.Popen(QAPBO.split() + ["search", "rel.toml", "--quiet"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = time.time() + 120
-    while _count(db, "RUNNING") == 0 and time.time() < end:
+    while count_trials(db, "RUNNING") == 0 and time.time() < end:
         time.sleep(0.02)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err
-    assert _count(db, "RUNNING") == 0 and _count(db, "FAIL") == 1
+    assert count_trials(db, "RUNNING") == 0 and count_trials(db, "FAIL") == 1
     p = cli("search", "rel.toml", "--quiet", cwd=tmp_path)
-    assert p.returncode == 0 and _count(db, "COMPLETE") == 3
+    assert p.returncode == 0 and count_trials(db, "COMPLETE") == 3
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import optuna
+from conftest import count_trials
 import pytest
 from optuna.trial import TrialState
 
@@ -112,12 +112,6 @@ def test_nan_loss_fails_one_trial_with_its_reason_and_the_study_goes_on(tmp_path
     assert all(t.params["lr"] == 0.003 for t in complete)
 
 
-def _count(db, state):
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("SELECT count(*) FROM trials WHERE state = ?", (state,)).fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def test_sigkill_mid_trial_then_resume(tmp_path):
@@ -126,12 +120,12 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
     cmd = QAPBO.split() + ["search", str(path), "--storage", f"sqlite:///{db}", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
-    while not (_count(db, "COMPLETE") >= 1 and _count(db, "RUNNING") == 1) and time.time() < deadline:
+    while not (count_trials(db, "COMPLETE") >= 1 and count_trials(db, "RUNNING") == 1) and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # well inside the next trial's training
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert _count(db, "RUNNING") == 1, "the kill should leave one zombie trial"
+    assert count_trials(db, "RUNNING") == 1, "the kill should leave one zombie trial"
     zombie = [t for t in optuna.load_study(study_name="s-search", storage=f"sqlite:///{db}").trials
               if t.state == TrialState.RUNNING][0]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
