@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     r.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
     r.add_argument("--out", help="directory for the figures (default: runs/NAME-compare)")
+    r.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes for the search part (default: 1); one torch thread each")
     _synthetic_args(r)
     r.add_argument("--quiet", action="store_true", help="lines instead of progress bars")
     r.set_defaults(func=cmd_run)
@@ -234,7 +236,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .storage import redact, storage_url
     study = _load_study(args)
     names = []
-    if study.search is not None:
+    if study.search is not None and args.workers > 1:
+        from .workers import run_workers
+
+        names += [s.study_name for s in run_workers(study, args.workers, storage=args.storage,
+                                                    synthetic=args.synthetic, rows=args.rows,
+                                                    progress=not args.quiet)]
+    elif study.search is not None:
         names += [s.study_name for s in run_search(study, storage=args.storage, progress=not args.quiet)]
     if study.qap is not None:
         names.append(run_qap(study, storage=args.storage, progress=not args.quiet).study_name)

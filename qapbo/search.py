@@ -13,8 +13,8 @@ import socket
 import sys
 import time
 import warnings
-from datetime import datetime
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Callable
 
 import optuna
@@ -249,14 +249,17 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             while True:
-                _reap(ostudy, say_, grace)
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if failures[0] >= MAX_CONSECUTIVE_FAILURES:
                     say_(f"stopping: {failures[0]} trials failed in a row; see their fail_reason")
                     break
-                complete = _count(ostudy, TrialState.COMPLETE)
-                running = _count(ostudy, TrialState.RUNNING)
+                trials = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+                running_trials = [t for t in trials if t.state == TrialState.RUNNING]
+                if running_trials and _reap(ostudy, running_trials, say_, grace):
+                    continue  # some were dead: count again
+                running = len(running_trials)
+                complete = len(trials) - running
                 if n_trials is not None and complete >= n_trials:
                     break
                 if n_trials is not None and complete + running >= n_trials:
@@ -273,7 +276,8 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
         bar.close()
 
 
-def _reap(ostudy: optuna.Study, say: Callable[[str], None], grace_period: float) -> None:
+def _reap(ostudy: optuna.Study, running: list[optuna.trial.FrozenTrial], say: Callable[[str], None],
+          grace_period: float) -> int:
     """Mark trials whose process died FAIL (Optuna queues their parameters again) and say so.
 
     Optuna reaps a trial once its heartbeat is older than the grace period, but a process killed
@@ -284,7 +288,7 @@ def _reap(ostudy: optuna.Study, say: Callable[[str], None], grace_period: float)
     before = _count(ostudy, TrialState.FAIL)
     optuna.storages.fail_stale_trials(ostudy)
     now = datetime.now()
-    for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in running:
         if not t.params and t.datetime_start is not None and \
                 (now - t.datetime_start).total_seconds() > grace_period:
             try:
@@ -295,6 +299,7 @@ def _reap(ostudy: optuna.Study, say: Callable[[str], None], grace_period: float)
     if reaped:
         say(f"marked {reaped} dead trial(s) FAIL (no heartbeat within the grace period); "
             "their parameters are queued to run again")
+    return reaped
 
 
 def _count(ostudy: optuna.Study, state: TrialState) -> int:

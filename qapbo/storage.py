@@ -55,6 +55,9 @@ def artifact_dir(study: StudyFile, url: str) -> Path:
 def open_storage(url: str, **rdb_kwargs: Any) -> optuna.storages.RDBStorage:
     """An RDBStorage for ``url``; a clear :class:`StorageError` if it cannot be reached."""
     if url.startswith("sqlite:///"):
+        # Workers share the file: wait up to a minute for another writer's lock instead of SQLite's
+        # 5 s default, so a busy moment never fails a trial with "database is locked".
+        rdb_kwargs.setdefault("engine_kwargs", {"connect_args": {"timeout": 60}})
         db = Path(url[len("sqlite:///"):])
         if db.parent and not db.parent.exists():
             try:
