@@ -234,6 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .qap import run_qap
     from .search import run_search
     from .storage import redact, storage_url
+
     study = _load_study(args)
     names = []
     if study.search is not None and args.workers > 1:
@@ -260,6 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from .search import run_search
     from .storage import redact, storage_url
+
     study = _load_study(args)
     if args.timeout is not None and args.timeout <= 0:
         raise QapboError(f"--timeout {args.timeout:g}: use a positive number of seconds")
@@ -276,21 +278,16 @@ def cmd_search(args: argparse.Namespace) -> int:
                              progress=not args.quiet, worker=worker)
     for ostudy in studies:
         front = ostudy.best_trials
-        n = len(ostudy.get_trials(deepcopy=False, states=(optuna_complete(),)))
+        n = sum(t.state.name == "COMPLETE" for t in ostudy.get_trials(deepcopy=False))
         print(f"search {ostudy.study_name}: {n} COMPLETE trials, {len(front)} on the AUC-BOPs front, in "
               f"{redact(storage_url(study, args.storage))}")
     return 0
 
 
-def optuna_complete():
-    from optuna.trial import TrialState
-
-    return TrialState.COMPLETE
-
-
 def cmd_qap(args: argparse.Namespace) -> int:
     from .qap import run_qap
     from .storage import redact, storage_url
+
     study = _load_study(args)
     ostudy = run_qap(study, storage=args.storage, progress=not args.quiet)
     n = len(ostudy.get_trials(deepcopy=False))

@@ -22,7 +22,6 @@ import types
 import urllib.error
 import urllib.response
 from email.message import Message
-from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
