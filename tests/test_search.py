@@ -205,3 +205,15 @@ def test_botorch_without_the_extra_says_how_to_install(tmp_path):
     p = subprocess.run(QAPBO.split() + ["search", str(path), "--storage", f"sqlite:///{tmp_path}/b.db", "--quiet"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "pip install 'qapbo[botorch]'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_pruned_trial_counts_the_training_of_every_level(tmp_path):
+    text = ("name = 'pl'\n[data]\nn_rows = 1500\n[train]\nepochs = 2\npatience = 2\nbatch_size = 128\n"
+            "[search]\nsampler = 'random'\nn_trials = 1\n[search.space]\nn_layers = 1\n"
+            "width = { choices = [8, 16] }\nsparsity = 0.5\n")
+    (ostudy,) = run_search(parse_study(text, "pl.toml"), storage=f"sqlite:///{tmp_path}/pl.db", progress=False,
+                           log=quiet)
+    (t,) = ostudy.trials
+    assert t.user_attrs["pruning_levels"] == 6  # 0, 10, 20, 30, 40, 50 %
+    assert t.user_attrs["epochs"] == 6 * 2  # every level trained its 2 epochs
+    assert len(t.user_attrs["intermediate_val_auc"]) == 12
