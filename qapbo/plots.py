@@ -147,7 +147,7 @@ def plot_efficiency(cmp: Comparison, out: Path) -> list[Path]:
                      label=r.name)
         ax_q.scatter([p[0] for p in pts], [p[2] for p in pts], s=12, color=color, marker=marker, alpha=0.7,
                      label=r.name)
-    for ax, label in ((ax_e, "network efficiency (geometric mean of layer entropies / width)"),
+    for ax, label in ((ax_e, "network efficiency (geo. mean of layers)"),
                       (ax_q, "aIQ = (AUC^2 x efficiency)^(1/3)")):
         ax.set_xscale("log")
         ax.set_xlabel(BOPS_LABEL)
