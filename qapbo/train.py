@@ -88,6 +88,7 @@ def train(
     # BatchNorm cannot normalise a batch of one row: drop such a last batch.
     stop = n - 1 if n % bs == 1 else n
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model.apply_masks_()  # pruned weights are exactly zero from the first step (l1_penalty relies on it)
 
     best_loss, best_epoch, best_state = math.inf, 0, _snapshot(model)
     history: list[EpochLog] = []
