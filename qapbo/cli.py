@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "Run the [qap] section of a study file: for each precision and mode (FT, LT), train, "
                        "measure and prune level by level, storing one trial per level. Rerunning the same "
                        "command resumes where a stopped run left off.", "one line per level instead of progress bars")
+    q.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes on this machine, each training whole chains (one precision and "
+                        "mode) (default: 1); one torch thread each")
     q.set_defaults(func=cmd_qap)
 
     s = _study_command(sub, "search", "run (or resume) the multi-objective search of a study file",
@@ -141,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
     r.add_argument("--out", help="directory for the figures (default: runs/NAME-compare)")
     r.add_argument("--workers", type=_positive_int, default=1,
-                   help="worker processes for the search part (default: 1); one torch thread each")
+                   help="worker processes for the search and the QAP chains (default: 1); one torch thread each")
     _synthetic_args(r)
     r.add_argument("--quiet", action="store_true", help="lines instead of progress bars")
     r.set_defaults(func=cmd_run)
@@ -231,7 +234,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .plots import plot_all
-    from .qap import run_qap
     from .search import run_search
     from .storage import redact, storage_url
 
@@ -246,7 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif study.search is not None:
         names += [s.study_name for s in run_search(study, storage=args.storage, progress=not args.quiet)]
     if study.qap is not None:
-        names.append(run_qap(study, storage=args.storage, progress=not args.quiet).study_name)
+        names.append(_qap(study, args).study_name)
     url = storage_url(study, args.storage)
     args.auc_targets = args.bops_budgets = None
     cmp = _comparison(args, names=names, url=url)
@@ -284,12 +286,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_qap(args: argparse.Namespace) -> int:
+def _qap(study: Any, args: argparse.Namespace) -> Any:
+    if args.workers > 1:
+        from .workers import run_qap_workers
+
+        return run_qap_workers(study, args.workers, storage=args.storage, synthetic=args.synthetic,
+                               rows=args.rows, progress=not args.quiet)
     from .qap import run_qap
+
+    return run_qap(study, storage=args.storage, progress=not args.quiet)
+
+
+def cmd_qap(args: argparse.Namespace) -> int:
     from .storage import redact, storage_url
 
     study = _load_study(args)
-    ostudy = run_qap(study, storage=args.storage, progress=not args.quiet)
+    ostudy = _qap(study, args)
     n = len(ostudy.get_trials(deepcopy=False))
     print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "
           f"{redact(storage_url(study, args.storage))}")

@@ -3,20 +3,21 @@
 One Optuna study per QAP run (directions: maximize AUC, minimize BOPs) and one COMPLETE trial
 per (seed, precision, mode, level), written in a single ``add_trial`` once the level is trained
 and its checkpoint uploaded, so a run killed at any moment leaves no partial trial; rerunning
-continues each chain from its last finished level's checkpoint.
+continues each chain from its last finished level's checkpoint. Chains do not depend on each
+other, so :func:`qapbo.workers.run_qap_workers` trains several at once in separate processes.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Callable
+from typing import Callable, Iterable
 
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from .data import load_data
+from .data import JetData, load_data
 from .models import build_model
 from .prune import initial_state_of, iterative_pruning
 from .storage import (
@@ -38,23 +39,62 @@ def qap_study_name(study: StudyFile) -> str:
     return f"{study.name}-qap"
 
 
+def qap_chains(study: StudyFile) -> list[dict]:
+    """Every chain of levels the [qap] section asks for, in run order: one dict of trial tags each."""
+    q = study.qap
+    return [{"seed": seed, "fold": fold, "randomized": randomized, "precision": bits, "mode": mode}
+            for fold, randomized, _ in study.data_variants()
+            for seed in q.seeds for bits in q.precisions for mode in q.modes]
+
+
+@dataclass
+class PreparedQap:
+    """A QAP study opened (and checked against the study file) with its data loaded."""
+
+    url: str
+    study: optuna.Study
+    chains: list[dict]
+    data: dict[tuple[int, float], JetData]  # by (fold, randomized share)
+    done: dict[tuple, optuna.trial.FrozenTrial]  # COMPLETE trials by KEY
+    n_levels: int
+
+    @property
+    def total(self) -> int:
+        return len(self.chains) * self.n_levels
+
+    def remaining(self, chain: dict) -> int:
+        return sum(_key({**chain, "level": lvl}) not in self.done for lvl in range(self.n_levels))
+
+
+def prepare_qap(study: StudyFile, storage: str | None = None) -> PreparedQap:
+    """Load every data variant (bad data fails before the storage is touched), then open the study."""
+    if study.qap is None:
+        raise StudyFileError(f"{study.path}: no [qap] section; add one to run quantization-aware pruning")
+    url = storage_url(study, storage)
+    data = {(k, r): load_data(cfg) for k, r, cfg in study.data_variants()}
+    ostudy = open_study(open_storage(url), study, kind="qap", sections=("data", "train", "qap"),
+                        directions=DIRECTIONS, study_name=qap_study_name(study))
+    done = {_key(t.params): t for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    return PreparedQap(url, ostudy, qap_chains(study), data, done, len(study.qap.schedule))
+
+
 def run_qap(
     study: StudyFile,
     storage: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    chains: Iterable[int] | None = None,
 ) -> optuna.Study:
-    """Run (or resume) the QAP part of ``study``; returns the Optuna study holding its trials."""
-    if study.qap is None:
-        raise StudyFileError(f"{study.path}: no [qap] section; add one to run quantization-aware pruning")
-    q = study.qap
+    """Run (or resume) the QAP part of ``study``; returns the Optuna study holding its trials.
+
+    ``chains`` (indices into :func:`qap_chains`) restricts the run to those chains, taken in that
+    order as they come: parallel workers pass the contents of a shared queue, so no two of them
+    ever train the same chain.
+    """
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    url = storage_url(study, storage)
-    variants = [(k, r, load_data(cfg)) for k, r, cfg in study.data_variants()]  # bad data fails before storage
-    data = variants[0][2]
-    ostudy = open_study(open_storage(url), study, kind="qap", sections=("data", "train", "qap"),
-                        directions=DIRECTIONS, study_name=qap_study_name(study))
-    store = artifact_store(artifact_dir(study, url))
+    prep = prepare_qap(study, storage)
+    q = study.qap
+    store = artifact_store(artifact_dir(study, prep.url))
     dists = {
         "seed": CategoricalDistribution(list(q.seeds)),
         "fold": IntDistribution(0, study.data.folds - 1),
@@ -63,23 +103,19 @@ def run_qap(
         "mode": CategoricalDistribution(list(q.modes)),
         "level": IntDistribution(0, len(q.schedule) - 1),
     }
-    done = {_key(t.params): t for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
-    total = len(variants) * len(q.seeds) * len(q.precisions) * len(q.modes) * len(q.schedule)
-    say(f"qap {study.name}: {len(done)}/{total} levels already stored in {redact(url)} "
-        f"(study {ostudy.study_name}){'; data: ' + data.label if data.synthetic else ''}")
+    first = next(iter(prep.data.values()))
+    say(f"qap {study.name}: {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)} "
+        f"(study {prep.study.study_name}){'; data: ' + first.label if first.synthetic else ''}")
 
-    bars = _Bars(total, len(done), study.train.epochs, enabled=progress)
+    bars = _Bars(prep.total, len(prep.done), study.train.epochs, enabled=progress)
     try:
-        for fold, randomized, vdata in variants:
-            for seed in q.seeds:
-                for bits in q.precisions:
-                    for mode in q.modes:
-                        chain = {"seed": seed, "fold": fold, "randomized": randomized, "precision": bits,
-                                 "mode": mode}
-                        _run_chain(ostudy, store, vdata, study, chain, done, dists, bars, say)
+        for i in range(len(prep.chains)) if chains is None else chains:
+            chain = prep.chains[i]
+            data = prep.data[(chain["fold"], chain["randomized"])]
+            _run_chain(prep.study, store, data, study, chain, prep.done, dists, bars, say)
     finally:
         bars.close()
-    return ostudy
+    return prep.study
 
 
 KEY = ("seed", "fold", "randomized", "precision", "mode", "level")

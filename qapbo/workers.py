@@ -1,16 +1,21 @@
-"""Several worker processes sharing one search study (one machine; many machines via a shared RDB).
+"""Several worker processes sharing one study on one machine (search: also many machines via an RDB).
 
 Each worker is a fresh process (``spawn``: no forked torch or SQLite state) that parses the study
-file itself and runs :func:`qapbo.search.run_search` against the shared storage with one torch
-thread, so N workers use N cores without oversubscribing them. The studies are created once, here,
-before any worker starts: two processes creating the same fresh SQLite study at the same moment
-can fail on a UNIQUE constraint.
+file itself and runs :func:`qapbo.search.run_search` or :func:`qapbo.qap.run_qap` against the
+shared storage with one torch thread, so N workers use N cores without oversubscribing them. The
+studies are created once, here, before any worker starts: two processes creating the same fresh
+SQLite study at the same moment can fail on a UNIQUE constraint.
+
+Search workers share the trial budget through the storage. QAP workers take whole chains (one
+precision and mode: its levels must run in order) from a queue, longest first, so no chain is
+trained twice and the last one to finish is a short one.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from typing import Callable
@@ -24,7 +29,7 @@ from .storage import redact
 from .studyfile import StudyFile, load_study_file
 
 
-def _worker_main(path: str, synthetic: bool, rows: int | None, storage: str, n_trials: int | None,
+def _search_worker(path: str, synthetic: bool, rows: int | None, storage: str, n_trials: int | None,
                  timeout: float | None, worker: int) -> None:
     import warnings
 
@@ -55,41 +60,118 @@ def run_workers(
     log: Callable[[str], None] | None = None,
 ) -> list[optuna.Study]:
     """Run ``study``'s search with ``workers`` processes; returns its studies when all are done."""
+    _check(study, workers, log)
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    prepared = prepare_search(study, storage, n_trials, timeout, say)
+    studies, url, budget = prepared.studies, prepared.url, prepared.n_trials
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_search_worker, name=f"qapbo-worker-{i}",
+                         args=(study.path, synthetic, rows, url, n_trials, timeout, i))
+             for i in range(workers)]
+    say(f"starting {workers} workers on {redact(url)}")
+    total = None if budget is None else budget * len(studies)
+    _run(procs, studies, total, "trials (all workers)", progress)
+    return [optuna.load_study(study_name=s.study_name, storage=url) for s in studies]
+
+
+def _qap_worker(path: str, synthetic: bool, rows: int | None, storage: str, queue, worker: int) -> None:
+    import warnings
+
+    from .qap import run_qap
+
+    warnings.filterwarnings("ignore", module="brevitas")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = load_study_file(path, synthetic=synthetic, rows=rows)
+    try:
+        run_qap(study, storage=storage, progress=False, chains=iter(queue.get, None),
+                log=lambda msg: print(f"[worker {worker}] {msg}", file=sys.stderr, flush=True))
+    except KeyboardInterrupt:  # levels are stored whole, so there is nothing to clean up
+        sys.exit(130)
+    except QapboError as exc:
+        print(f"[worker {worker}] error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def run_qap_workers(
+    study: StudyFile,
+    workers: int,
+    storage: str | None = None,
+    synthetic: bool = False,
+    rows: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> optuna.Study:
+    """Run (or resume) ``study``'s QAP chains with ``workers`` processes; returns its study when done.
+
+    Every level trains from its own seed, so the stored trials equal those of a one-process run.
+    """
+    from .qap import prepare_qap
+
+    _check(study, workers, log)
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    prep = prepare_qap(study, storage)
+    # LT retrains every level from the initial weights, so its chains take longest: start them first
+    todo = sorted((i for i, c in enumerate(prep.chains) if prep.remaining(c)),
+                  key=lambda i: (prep.chains[i]["mode"] != "lt", -prep.remaining(prep.chains[i]), i))
+    say(f"qap {study.name}: {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)}; "
+        f"{len(todo)} chain(s) to run on {workers} workers")
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    for i in [*todo, *[None] * workers]:
+        queue.put(i)
+    queue.cancel_join_thread()  # chains left after a Ctrl-C must not hold up our exit
+    procs = [ctx.Process(target=_qap_worker, name=f"qapbo-qap-worker-{i}",
+                         args=(study.path, synthetic, rows, prep.url, queue, i))
+             for i in range(workers)]
+    _run(procs, [prep.study], prep.total, "levels (all workers)", progress)
+    return optuna.load_study(study_name=prep.study.study_name, storage=prep.url)
+
+
+def _check(study: StudyFile, workers: int, log: Callable[[str], None] | None) -> None:
+    say = log or (lambda msg: print(msg, file=sys.stderr))
     if workers < 1:
         raise QapboError(f"--workers {workers}: use 1 or more")
     if study.path == "<memory>":
         raise QapboError("workers re-read the study file: pass a study loaded from a file")
-    say = log or (lambda msg: print(msg, file=sys.stderr))
-    prepared = prepare_search(study, storage, n_trials, timeout, say)
-    studies, url, budget = prepared.studies, prepared.url, prepared.n_trials
     if study.train.threads * workers > (os.cpu_count() or 1):
         say(f"note: {workers} workers x {study.train.threads} torch threads exceed the "
             f"{os.cpu_count()} cores; expect them to slow each other down")
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, name=f"qapbo-worker-{i}",
-                         args=(study.path, synthetic, rows, url, n_trials, timeout, i))
-             for i in range(workers)]
-    say(f"starting {workers} workers on {redact(url)}")
+
+
+def _run(procs: list, studies: list[optuna.Study], total: int | None, desc: str, progress: bool) -> None:
+    """Start ``procs``, show the COMPLETE trials of ``studies`` until they end; raise if any failed."""
     for p in procs:
         p.start()
     try:
-        _watch(procs, studies, budget, progress)
+        _watch(procs, studies, total, desc, progress)
     except KeyboardInterrupt:
-        for p in procs:  # they got the Ctrl-C too; give them time to mark their trials FAIL
-            p.join(timeout=30)
+        _stop(procs)
         raise
     failed = [p for p in procs if p.exitcode not in (0, None)]
     if failed:
-        raise QapboError(f"{len(failed)} of {workers} workers failed (exit codes "
+        raise QapboError(f"{len(failed)} of {len(procs)} workers failed (exit codes "
                          f"{', '.join(str(p.exitcode) for p in failed)}); see their messages above")
-    return [optuna.load_study(study_name=s.study_name, storage=url) for s in studies]
 
 
-def _watch(procs: list, studies: list[optuna.Study], budget: int | None, progress: bool) -> None:
+def _stop(procs: list) -> None:
+    """After a Ctrl-C: let every worker stop cleanly (search workers mark their trial FAIL)."""
+    deadline = time.time() + 2  # a Ctrl-C in the terminal reached them too: do not interrupt their cleanup
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.time()))
+    for p in procs:  # only the parent was signalled (e.g. `kill -INT` by a scheduler): pass it on
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGINT)
+    for p in procs:
+        p.join(timeout=30)
+        if p.is_alive():
+            p.terminate()
+            p.join()
+
+
+def _watch(procs: list, studies: list[optuna.Study], total: int | None, desc: str, progress: bool) -> None:
     from tqdm import tqdm
 
-    total = None if budget is None else budget * len(studies)
-    bar = tqdm(total=total, desc="trials (all workers)", unit="trial", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=total, desc=desc, unit="trial", file=sys.stderr, disable=not progress)
     try:
         while any(p.is_alive() for p in procs):
             done = sum(len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) for s in studies)

@@ -213,3 +213,87 @@ def test_folds_and_label_randomization_are_tagged_and_compared(tmp_path):
     assert [r.name for r in results] == ["gen-qap [labels 0% random]", "gen-qap [labels 50% random]"]
     rows = compare(results).rows
     assert all(r["hypervolume_seeds"] == 2 and r["hypervolume_std"] >= 0 for r in rows)
+
+
+def test_two_workers_resume_and_match_a_one_process_run(tmp_path):
+    """Workers take whole chains from a queue; the stored levels equal a one-process run's."""
+    from qapbo.qap import qap_chains
+
+    path = write_study(tmp_path, rows=2000, epochs=3)
+    study = load_study_file(path)
+    ref_url = f"sqlite:///{tmp_path}/ref.db"
+    want = run_qap(study, storage=ref_url, progress=False, log=lambda m: None).get_trials()
+    # one chain already stored by an earlier (stopped) run; the workers must only run the other three
+    url = f"sqlite:///{tmp_path}/workers.db"
+    chains = qap_chains(study)
+    assert [(c["precision"], c["mode"]) for c in chains] == [(32, "ft"), (32, "lt"), (4, "ft"), (4, "lt")]
+    run_qap(study, storage=url, progress=False, log=lambda m: None, chains=[3])
+    p = subprocess.run(QAPBO.split() + ["qap", str(path), "--storage", url, "--workers", "2", "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "3/12 levels already stored" in p.stderr and "3 chain(s) to run on 2 workers" in p.stderr
+    level_lines = [ln for ln in p.stderr.splitlines() if " level " in ln and "AUC" in ln]
+    assert len(level_lines) == 9 and all(ln.startswith("[worker ") for ln in level_lines)
+    assert not any("4-bit LT" in ln for ln in level_lines)  # the stored chain was not run again
+    got = trials_of(url, "tiny-qap")
+    assert len(got) == 12 and all(t.state == optuna.trial.TrialState.COMPLETE for t in got)
+
+    def table(trials):
+        return {(t.params["precision"], t.params["mode"], t.params["level"]): t for t in trials}
+
+    g, w = table(got), table(want)
+    assert set(g) == set(w) and len(g) == 12
+    for k in w:
+        assert g[k].values == w[k].values, k
+        assert g[k].user_attrs["sparsity_per_layer"] == w[k].user_attrs["sparsity_per_layer"], k
+
+
+def _children(pid):
+    kids = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(stat))
+    return kids
+
+
+def test_sigint_to_the_parent_alone_stops_every_worker_then_resume(tmp_path):
+    """`kill -INT` of the parent (a scheduler, not a terminal): the workers stop too; a rerun finishes."""
+    path = write_study(tmp_path, rows=3000, epochs=8)
+    db = tmp_path / "int.db"
+    url = f"sqlite:///{db}"
+    proc = subprocess.Popen(QAPBO.split() + ["qap", str(path), "--storage", url, "--workers", "2", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while _complete(db) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, "the workers (and the multiprocessing resource tracker) should be running"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err
+    time.sleep(1)  # the resource tracker exits once its pipe from the parent closes
+    for pid in workers:
+        try:
+            with open(f"/proc/{pid}/cmdline") as f:
+                cmd = f.read().replace("\0", " ")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # gone
+        assert state == "Z", f"a worker outlived the interrupted parent: {pid} {state} {cmd}"
+    stored = _complete(db)
+    assert 2 <= stored < 12
+    again = subprocess.run(QAPBO.split() + ["qap", str(path), "--storage", url, "--workers", "2", "--quiet"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{stored}/12 levels already stored" in again.stderr
+    trials = trials_of(url, "tiny-qap")
+    keys = {(t.params["precision"], t.params["mode"], t.params["level"]) for t in trials}
+    assert len(trials) == 12 and len(keys) == 12
