@@ -37,14 +37,21 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"{v} must be at least {low}")
+        return v
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_nonnegative_int = _int_at_least(0)
 
 
 def _float(text: str) -> float:
@@ -136,6 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
     _comparison_args(pl)
     pl.add_argument("--out", default="runs/plots", help="directory for the figure (default: runs/plots)")
     pl.set_defaults(func=cmd_plot)
+
+    e = sub.add_parser("export", help="export a stored trial's network to QONNX for hls4ml, checked by qonnx",
+                       description="Write one stored trial's network as a cleaned QONNX graph (for hls4ml or "
+                                   "FINN), run test rows through it with qonnx's executor to check it against the "
+                                   "stored model, and write a JSON file beside it with the input standardization, "
+                                   "feature and class names, AUC and BOPs. Needs pip install 'qapbo[export]'.")
+    e.add_argument("study", help="the study file the trial was run from, e.g. studies/quickstart.toml")
+    e.add_argument("--trial", type=_nonnegative_int, required=True, help="trial number (as `qapbo compare` and "
+                   "`optuna trials` show it)")
+    e.add_argument("--study", dest="study_name", help="which of the file's studies (needed when it has several, "
+                   "e.g. quickstart-search and quickstart-qap)")
+    e.add_argument("--out", help="QONNX file to write (default: runs/STUDY-trialN.onnx; the JSON goes beside it)")
+    e.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
+                                     "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
+    _synthetic_args(e)
+    e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("run", help="the main job: run a study file's search and QAP baseline, then compare",
                        description="Run (or resume) the [search] and [qap] sections of a study file, then write "
@@ -305,6 +328,17 @@ def cmd_qap(args: argparse.Namespace) -> int:
     n = len(ostudy.get_trials(deepcopy=False))
     print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "
           f"{redact(storage_url(study, args.storage))}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_trial
+
+    study = _load_study(args)
+    rep = export_trial(study, args.trial, out=args.out, study_name=args.study_name, storage=args.storage)
+    print(f"wrote {rep.onnx_path} (QONNX) and {rep.json_path}: trial {rep.trial} of {rep.study_name}; "
+          f"qonnx executor on {rep.rows_checked} test rows: max logit difference {rep.max_abs_diff:.2g}, "
+          f"same class {rep.same_predictions}/{rep.rows_checked}")
     return 0
 
 

@@ -1,0 +1,217 @@
+"""QONNX export of a stored trial: the hand-off to hls4ml (and FINN).
+
+Brevitas writes the graph (``Quant`` nodes carry each layer's scale and bit width) and qonnx cleans
+it the way hls4ml's QONNX frontend expects. The export is then run through qonnx's own executor on
+real test rows and compared with the stored model, so a user never takes an unchecked graph to
+synthesis. A JSON file beside it carries what the graph cannot: the input standardization (the
+network sees ``(x - mean) / scale``), feature and class names, and the trial's AUC and BOPs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import optuna
+import torch
+
+from .data import JetData, load_data
+from .errors import QapboError
+from .models import JetTagger
+from .qap import qap_study_name
+from .storage import artifact_dir, artifact_store, load_checkpoint, open_storage, redact, storage_url
+from .studyfile import StudyFile
+
+MAX_ABS_DIFF = 1e-4  # logits; float32 Gemm in another order differs by ~1e-7, a wrong scale by >1e-2
+
+
+class ExportError(QapboError):
+    pass
+
+
+@dataclass
+class ExportReport:
+    onnx_path: Path
+    json_path: Path
+    study_name: str
+    trial: int
+    rows_checked: int
+    max_abs_diff: float
+    same_predictions: int
+
+
+def to_qonnx(model: JetTagger, path: str | Path) -> Path:
+    """Write ``model`` as a cleaned QONNX graph (batch 1, input ``global_in``) to ``path``."""
+    try:
+        from brevitas.export import export_qonnx
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.util.cleanup import cleanup_model
+    except ImportError as exc:
+        raise ExportError(f"QONNX export needs onnx, onnxoptimizer and qonnx ({exc.name} is missing): "
+                          "pip install 'qapbo[export]'") from None
+
+    class _Reference(torch.nn.Module):  # the Brevitas modules, not the fused fast path: they export
+        def __init__(self, m: JetTagger):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.m.reference_forward(x)
+
+    path = Path(path)
+    wrapper = _Reference(model).eval()  # eval: BatchNorm must export (and keep) its running statistics
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = os.path.join(tmp, "raw.onnx")
+        # dynamo=False: Brevitas' QONNX export goes through the TorchScript exporter
+        with _quiet_native_stderr():  # torch's C++ exporter warns about the unused qonnx domain of float nets
+            export_qonnx(wrapper, args=torch.zeros(1, model.spec.n_inputs), export_path=raw, dynamo=False)
+        cleaned = cleanup_model(ModelWrapper(raw))
+        _atomic_write(path, cleaned.model.SerializeToString())
+    return path
+
+
+def check_qonnx(path: str | Path, model: JetTagger, x: np.ndarray) -> tuple[float, int]:
+    """Run ``x`` through the exported graph with qonnx's executor; (max |logit diff|, same argmax)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    graph = ModelWrapper(str(path))
+    name_in, name_out = graph.graph.input[0].name, graph.graph.output[0].name
+    got = np.concatenate([execute_onnx(graph, {name_in: row[None, :]})[name_out] for row in x.astype(np.float32)])
+    with torch.no_grad():
+        want = model.reference_forward(torch.from_numpy(x.astype(np.float32))).numpy()
+    return float(np.abs(got - want).max()), int((got.argmax(1) == want.argmax(1)).sum())
+
+
+def export_trial(
+    study: StudyFile,
+    trial: int,
+    out: str | Path | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+    check_rows: int = 32,
+) -> ExportReport:
+    """Export trial ``trial`` of one of ``study``'s stored studies to QONNX and check it."""
+    url = storage_url(study, storage)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        raise ExportError(f"no results at {redact(url)}; run the study first, or pass --storage")
+    ostudy = optuna.load_study(study_name=_pick_study(study, open_storage(url), study_name, url), storage=url)
+    frozen = next((t for t in ostudy.get_trials(deepcopy=False) if t.number == trial), None)
+    if frozen is None or frozen.state != optuna.trial.TrialState.COMPLETE:
+        done = [t.number for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+        state = "does not exist" if frozen is None else f"is {frozen.state.name}"
+        raise ExportError(f"trial {trial} of study {ostudy.study_name!r} {state}; COMPLETE trials: "
+                          f"{_ranges(done) or 'none'} (see `qapbo compare` or `optuna trials`)")
+    if "checkpoint" not in frozen.user_attrs:
+        raise ExportError(f"trial {trial} of study {ostudy.study_name!r} has no checkpoint; it was not written by qapbo")
+    model, _ = load_checkpoint(artifact_store(artifact_dir(study, url)), frozen.user_attrs["checkpoint"])
+    data = _data_of(study, frozen)
+
+    out = Path(out or f"runs/{ostudy.study_name}-trial{trial}.onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    to_qonnx(model, out)
+    x = data.x_test[:check_rows]
+    diff, same = check_qonnx(out, model, x)
+    if diff > MAX_ABS_DIFF:
+        out.unlink()
+        raise ExportError(f"the exported graph disagrees with the stored model (max logit difference {diff:.3g} "
+                          f"on {len(x)} test rows); nothing was written. Please report this with the study file")
+    side = out.with_suffix(".json")
+    _atomic_write(side, json.dumps(_sidecar(out, ostudy, frozen, model, data, len(x), diff, same), indent=2).encode())
+    return ExportReport(out, side, ostudy.study_name, trial, len(x), diff, same)
+
+
+def _pick_study(study: StudyFile, rdb: optuna.storages.BaseStorage, name: str | None, url: str) -> str:
+    ours = [n for n, _ in study.search.studies(study.name)] if study.search is not None else []
+    if study.qap is not None:
+        ours.append(qap_study_name(study))
+    stored = [n for n in ours if n in set(optuna.get_all_study_names(rdb))]
+    if name is not None:
+        if name not in stored:
+            raise ExportError(f"no study {name!r} of {study.path} in {redact(url)}; stored: {', '.join(stored) or 'none'}")
+        return name
+    if len(stored) != 1:
+        which = f"several: {', '.join(stored)}; choose one with --study" if stored else "none; run the study first"
+        raise ExportError(f"studies of {study.path} in {redact(url)}: {which}")
+    return stored[0]
+
+
+def _data_of(study: StudyFile, trial: optuna.trial.FrozenTrial) -> JetData:
+    """The data variant the trial was trained on (its fold and label randomization), checked by fingerprint."""
+    fold, randomized = trial.params.get("fold", 0), trial.params.get("randomized", 0.0)
+    cfg = next(c for k, r, c in study.data_variants() if k == fold and r == randomized)
+    data = load_data(cfg)
+    if data.fingerprint != trial.user_attrs.get("data_fingerprint"):
+        raise ExportError(f"the data of {study.path} is not the data trial {trial.number} was trained on "
+                          "(fingerprints differ); export with the same data (and --synthetic/--rows) as the run")
+    return data
+
+
+def _sidecar(out: Path, ostudy: optuna.Study, trial: optuna.trial.FrozenTrial, model: JetTagger, data: JetData,
+             rows: int, diff: float, same: int) -> dict[str, Any]:
+    a = trial.user_attrs
+    return {
+        "qonnx": out.name,
+        "study": ostudy.study_name,
+        "trial": trial.number,
+        "params": trial.params,
+        "auc": a.get("auc"), "accuracy": a.get("accuracy"), "bops": a.get("bops"),
+        "bops_definition": a.get("bops_definition"), "sparsity": a.get("sparsity"),
+        "spec": model.spec.to_dict(),
+        "data": data.label,
+        "synthetic": data.synthetic,
+        "input": {
+            "name": "global_in",
+            "features": list(data.feature_names),
+            "standardize": "the network expects (x - mean) / scale for each feature, in this order",
+            "mean": data.scaler.mean_.tolist(),
+            "scale": data.scaler.scale_.tolist(),
+        },
+        "output": {"classes": list(data.class_names), "kind": "logits (softmax for probabilities)"},
+        "check": {"executor": "qonnx.core.onnx_exec", "test_rows": rows, "max_abs_logit_diff": diff,
+                  "same_prediction": same},
+    }
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _ranges(numbers: list[int]) -> str:
+    parts, start = [], None
+    for i, n in enumerate(numbers):
+        start = n if start is None else start
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            parts.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return ", ".join(parts)
