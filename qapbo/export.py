@@ -118,15 +118,21 @@ def export_trial(
 
     out = Path(out or f"runs/{ostudy.study_name}-trial{trial}.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    to_qonnx(model, out)
-    x = data.x_test[:check_rows]
-    diff, same = check_qonnx(out, model, x)
-    if diff > MAX_ABS_DIFF:
-        out.unlink()
-        raise ExportError(f"the exported graph disagrees with the stored model (max logit difference {diff:.3g} "
-                          f"on {len(x)} test rows); nothing was written. Please report this with the study file")
-    side = out.with_suffix(".json")
-    _atomic_write(side, json.dumps(_sidecar(out, ostudy, frozen, model, data, len(x), diff, same), indent=2).encode())
+    unchecked = out.with_name(f".{out.name}.unchecked")  # `out` only ever holds a checked graph
+    try:
+        to_qonnx(model, unchecked)
+        x = data.x_test[:check_rows]
+        diff, same = check_qonnx(unchecked, model, x)
+        if diff > MAX_ABS_DIFF:
+            raise ExportError(f"the exported graph disagrees with the stored model (max logit difference "
+                              f"{diff:.3g} on {len(x)} test rows), so it was not written; please report this")
+        side = out.with_suffix(".json")
+        _atomic_write(side, json.dumps(_sidecar(out, ostudy, frozen, model, data, len(x), diff, same),
+                                       indent=2).encode())
+        os.replace(unchecked, out)
+    finally:
+        if unchecked.exists():
+            unchecked.unlink()
     return ExportReport(out, side, ostudy.study_name, trial, len(x), diff, same)
 
 

@@ -143,3 +143,16 @@ def test_missing_export_extra_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "qonnx.core.modelwrapper", None)
     with pytest.raises(ExportError, match=r"pip install 'qapbo\[export\]'"):
         to_qonnx(build_model(ModelSpec(hidden=(4,)), seed=0), tmp_path / "m.onnx")
+
+
+def test_a_graph_that_fails_its_check_is_not_written(stored, tmp_path, monkeypatch):
+    import qapbo.export as export
+
+    _, path, url = stored
+    out = tmp_path / "kept.onnx"
+    out.write_bytes(b"an earlier export")
+    monkeypatch.setattr(export, "check_qonnx", lambda p, m, x: (0.5, len(x) - 3))
+    with pytest.raises(ExportError, match="max logit difference 0.5 on 32 test rows"):
+        export.export_trial(load_study_file(path), 1, out=out, storage=url)
+    assert out.read_bytes() == b"an earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.onnx"]
