@@ -56,7 +56,7 @@ class DataConfig:
     test_fraction: float = 0.2
     folds: int = 1  # k > 1: k-fold cross-validation of the non-test rows; ``fold`` is validation
     fold: int = 0
-    randomize_labels: float = 0.0  # share of training rows (train + validation) given a wrong label
+    randomize_labels: float = 0.0  # share of training rows (train + validation) given a random label
 
     def validate(self) -> None:
         if self.source not in SOURCES:
@@ -94,6 +94,7 @@ class JetData:
     synthetic: bool
     scaler: StandardScaler = field(repr=False)
     config: DataConfig | None = field(default=None, repr=False)
+    randomized_rows: int = 0  # training + validation rows whose label was drawn at random
 
     @property
     def n_features(self) -> int:
@@ -121,6 +122,7 @@ class JetData:
             "fold": self.config.fold if self.config else 0,
             "folds": self.config.folds if self.config else 1,
             "randomize_labels": self.config.randomize_labels if self.config else 0.0,
+            "randomized_rows": self.randomized_rows,
         }
 
 
@@ -174,6 +176,8 @@ def prepare(
         "max_rows": config.max_rows,
         "folds": config.folds, "fold": config.fold, "randomize_labels": config.randomize_labels,
     }
+    if config.randomize_labels > 0:
+        fp_settings["label_randomization"] = "uniform"  # earlier qapbo forced a wrong class: other data
     if test is None:
         rest_x, x_test, rest_y, y_test = _split(x, y, 1.0 - config.test_fraction, config.seed)
         val_share = config.val_fraction / (1.0 - config.test_fraction)
@@ -188,10 +192,12 @@ def prepare(
         x_train, x_val, y_train, y_val = rest_x[tr_idx], rest_x[va_idx], rest_y[tr_idx], rest_y[va_idx]
     else:
         x_train, x_val, y_train, y_val = _split(rest_x, rest_y, 1.0 - val_share, config.seed + 1)
+    randomized = 0
     if config.randomize_labels > 0:
         n_classes = len(class_names)
-        y_train = randomize_labels(y_train, config.randomize_labels, n_classes, config.seed + 2)
-        y_val = randomize_labels(y_val, config.randomize_labels, n_classes, config.seed + 3)
+        y_train, rows_t = randomize_labels(y_train, config.randomize_labels, n_classes, config.seed + 2)
+        y_val, rows_v = randomize_labels(y_val, config.randomize_labels, n_classes, config.seed + 3)
+        randomized = len(rows_t) + len(rows_v)
 
     scaler = StandardScaler().fit(x_train)  # train split only: no leak into val/test
 
@@ -209,21 +215,23 @@ def prepare(
         x_test=tr(x_test), y_test=y_test.astype(np.int64),
         class_names=tuple(class_names), feature_names=tuple(feature_names),
         fingerprint=h.hexdigest()[:16], source=config.source,
-        synthetic=config.source == "synthetic-jets", scaler=scaler, config=config,
+        synthetic=config.source == "synthetic-jets", scaler=scaler, config=config, randomized_rows=randomized,
     )
 
 
-def randomize_labels(y: np.ndarray, share: float, n_classes: int, seed: int) -> np.ndarray:
-    """A copy of ``y`` where exactly ``round(share * len(y))`` rows, chosen at random, get a wrong class.
+def randomize_labels(y: np.ndarray, share: float, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Randomize the labels of exactly ``round(share * len(y))`` rows; returns (labels, those rows).
 
-    The new class is drawn uniformly among the *other* classes, so the share of corrupted labels
-    is exactly what was asked (a uniform draw over all classes would keep 1/K of them right).
+    Each chosen row gets a class drawn uniformly from all classes, whatever the jet (the random
+    labels of Zhang et al. 2017 that the paper's generalization study follows), so about 1/K of them
+    keep their class by chance. Forcing a wrong class instead would make the labels
+    anti-informative above a share of (K-1)/K: the network would learn to rank the true class last.
     """
     rng = np.random.default_rng(seed)
     out = np.array(y, copy=True)
-    idx = rng.choice(len(y), size=round(share * len(y)), replace=False)
-    out[idx] = (out[idx] + rng.integers(1, n_classes, size=len(idx))) % n_classes
-    return out
+    rows = np.sort(rng.choice(len(y), size=round(share * len(y)), replace=False))
+    out[rows] = rng.integers(0, n_classes, size=len(rows))
+    return out, rows
 
 
 def _split(x: np.ndarray, y: np.ndarray, keep: float | int, seed: int):

@@ -198,15 +198,28 @@ def test_text_feature_and_bad_config(tmp_path):
 def test_label_randomization_share_is_exact_and_test_labels_untouched():
     from qapbo.data import randomize_labels
 
-    y = np.arange(1000) % 5
-    r = randomize_labels(y, 0.75, 5, seed=0)
-    assert (r != y).sum() == 750 and set(np.unique(r)) <= set(range(5))
-    assert np.array_equal(randomize_labels(y, 0.75, 5, seed=0), r)
+    y = np.arange(10_000) % 5
+    r, rows = randomize_labels(y, 0.75, 5, seed=0)
+    assert len(rows) == 7_500 and len(np.unique(rows)) == 7_500  # exactly the share asked for
+    kept = np.setdiff1d(np.arange(10_000), rows)
+    assert np.array_equal(r[kept], y[kept])  # the other rows keep their labels
+    # a randomized label is uniform over all 5 classes, whatever the true class: among the n randomized
+    # rows of each true class every new class has p = 1/5, so n/5 +- 5 sigma, sigma = sqrt(n * 0.2 * 0.8)
+    for c in range(5):
+        counts = np.bincount(r[rows][y[rows] == c], minlength=5)
+        n = counts.sum()
+        assert 1_350 < n < 1_650 and np.all(np.abs(counts - n / 5) < 5 * np.sqrt(n * 0.16)), (c, counts)
+    # hence about 1/5 of them keep their class by chance: 1,500 +- 5 sigma of 7,500 draws at p = 0.2
+    assert abs((r[rows] == y[rows]).sum() - 1_500) < 5 * np.sqrt(7_500 * 0.2 * 0.8)
+    again, rows_again = randomize_labels(y, 0.75, 5, seed=0)
+    assert np.array_equal(again, r) and np.array_equal(rows_again, rows)  # seeded
     clean = load_data(DataConfig(n_rows=2000, seed=3))
     noisy = load_data(DataConfig(n_rows=2000, seed=3, randomize_labels=0.5))
     assert np.array_equal(clean.x_train, noisy.x_train)  # same rows, same order
-    assert (clean.y_train != noisy.y_train).sum() == round(0.5 * len(clean.y_train))
-    assert (clean.y_val != noisy.y_val).sum() == round(0.5 * len(clean.y_val))
+    n_train, n_val = len(clean.y_train), len(clean.y_val)
+    assert noisy.randomized_rows == round(0.5 * n_train) + round(0.5 * n_val) and clean.randomized_rows == 0
+    changed = (clean.y_train != noisy.y_train).sum() + (clean.y_val != noisy.y_val).sum()
+    assert 0.3 * (n_train + n_val) < changed <= noisy.randomized_rows  # ~ 4/5 of the randomized rows
     assert np.array_equal(clean.y_test, noisy.y_test)  # test labels untouched
     assert clean.fingerprint != noisy.fingerprint and noisy.describe()["randomize_labels"] == 0.5
 
