@@ -165,7 +165,15 @@ def _run_chain(ostudy, store, data, study, chain, done, dists, bars, say) -> Non
         ostudy.add_trial(trial)
         bars.level_done(f"{tag} level {res.level:2d} ({rec['sparsity']:6.2%} pruned): AUC {rec['auc']:.4f}  "
                         f"BOPs {rec['bops']:,.0f}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
-                        f"{rec['seconds']:.1f} s", say)
+                        f"{rec['seconds']:.1f} s{_collapsed(rec['sparsity_per_layer'])}", say)
+
+
+def _collapsed(per_layer: list[float]) -> str:
+    """Global magnitude pruning can remove a whole layer (BN makes its scale free, L1 shrinks it): say so."""
+    gone = [str(i + 1) for i, s in enumerate(per_layer) if s >= 1.0]
+    if not gone:
+        return ""
+    return f"  (layer{'s' if len(gone) > 1 else ''} {', '.join(gone)} fully pruned: the output no longer depends on the input)"
 
 
 class _Bars:

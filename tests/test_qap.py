@@ -297,3 +297,11 @@ def test_sigint_to_the_parent_alone_stops_every_worker_then_resume(tmp_path):
     trials = trials_of(url, "tiny-qap")
     keys = {(t.params["precision"], t.params["mode"], t.params["level"]) for t in trials}
     assert len(trials) == 12 and len(keys) == 12
+
+
+def test_a_layer_pruned_away_is_named_in_the_level_line():
+    from qapbo.qap import _collapsed
+
+    assert _collapsed([0.99, 0.9995, 0.5]) == ""
+    assert _collapsed([0.9, 1.0, 0.5]) == "  (layer 2 fully pruned: the output no longer depends on the input)"
+    assert "layers 1, 3 fully pruned" in _collapsed([1.0, 0.2, 1.0])
