@@ -19,6 +19,18 @@ AUC_LABEL = "AUC (macro one-vs-rest, test set)"
 _PRECISION_COLORS = {32: "black", 16: "tab:gray", 12: "tab:blue", 8: "tab:green", 6: "tab:orange",
                      4: "tab:red", 3: "tab:purple", 2: "tab:brown"}
 _SEARCH_COLORS = ("tab:cyan", "tab:olive", "tab:pink", "tab:purple", "tab:brown", "tab:blue")
+_PRECISION_MARKERS = {32: "o", 16: "P", 12: "D", 8: "^", 6: "s", 4: "v", 3: "<", 2: ">"}
+
+
+def _result_color(i: int, n: int) -> tuple:
+    from matplotlib import colormaps
+
+    return colormaps["viridis"](0.85 * i / max(1, n - 1))
+
+
+def _variant(name: str) -> str:
+    """'x-qap [labels 50% random]' -> 'labels 50% random': what tells the results of one study apart."""
+    return name[name.index("[") + 1:name.rindex("]")] if "[" in name and name.endswith("]") else name
 
 
 def _data_note(cmp: Comparison) -> str:
@@ -45,6 +57,11 @@ def _qap_curves(r: StudyResult) -> dict[tuple, list]:
 
 def plot_fronts(cmp: Comparison, out: Path) -> list[Path]:
     """AUC versus BOPs: search trials faint, fronts as steps, QAP precisions as curves with levels."""
+    return _save(fronts_figure(cmp), out, "fronts")
+
+
+def fronts_figure(cmp: Comparison) -> Figure:
+    """The figure of :func:`plot_fronts`, unsaved."""
     fig = Figure(figsize=(9, 6), layout="constrained")
     ax = fig.add_subplot()
     search = [r for r in cmp.results if r.kind != "qap"]
@@ -55,17 +72,27 @@ def plot_fronts(cmp: Comparison, out: Path) -> list[Path]:
         front = values(r.front)
         ax.step([b for _, b in front], [a for a, _ in front], where="post", color=color, lw=2,
                 label=f"{r.name} front ({len(front)} of {len(pts)} trials)")
-    for r in cmp.results:
-        if r.kind != "qap":
-            continue
-        for (bits, mode, seed), trials in _qap_curves(r).items():
-            color = _PRECISION_COLORS.get(bits, "tab:gray")
+    qap = [r for r in cmp.results if r.kind == "qap"]
+    several = len(qap) > 1  # e.g. one result per label-randomization share: a colour each, precision as marker
+    for j, r in enumerate(qap):
+        replicates = len(r.by_replicate())
+        labelled: set[tuple] = set()
+        for (bits, mode, _), trials in _qap_curves(r).items():
+            color = _result_color(j, len(qap)) if several else _PRECISION_COLORS.get(bits, "tab:gray")
+            marker = _PRECISION_MARKERS.get(bits, "o") if several else ("o" if mode == "ft" else "s")
+            first = (bits, mode) not in labelled  # seeds and folds share one legend entry and one set of labels
+            labelled.add((bits, mode))
+            label = f"QAP {'float' if bits == 32 else f'{bits}-bit'} {str(mode).upper()}"
+            if several:
+                label = f"{_variant(r.name)}: {label}"
+            if replicates > 1:
+                label += f" ({replicates} seeds/folds)"
             xs = [t.values[1] for t in trials]
             ys = [t.values[0] for t in trials]
-            label = f"QAP {'float' if bits == 32 else f'{bits}-bit'} {str(mode).upper()}" + (
-                f" seed/fold {seed[0]}/{seed[1]}" if len(r.by_replicate()) > 1 else "")
-            ax.plot(xs, ys, ls="-" if mode == "ft" else "--", marker="o" if mode == "ft" else "s", ms=3.5,
-                    color=color, lw=1.2, alpha=0.9, label=label)
+            ax.plot(xs, ys, ls="-" if mode == "ft" else "--", marker=marker, ms=3.5, color=color, lw=1.2,
+                    alpha=0.9 if replicates == 1 else 0.6, label=label if first else "_nolegend_")
+            if not first:
+                continue
             for t in trials[1:]:  # pruning levels, marked by their sparsity
                 ax.annotate(f"{t.user_attrs.get('sparsity', 0):.0%}", (t.values[1], t.values[0]), fontsize=5.5,
                             color=color, xytext=(2, 2), textcoords="offset points")
@@ -78,7 +105,7 @@ def plot_fronts(cmp: Comparison, out: Path) -> list[Path]:
     ax.set_title("AUC versus BOPs: search fronts and quantization-aware pruning (labels: pruned share)\n"
                  + _data_note(cmp), fontsize=10)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
-    return _save(fig, out, "fronts")
+    return fig
 
 
 def plot_hypervolume(cmp: Comparison, out: Path) -> list[Path]:

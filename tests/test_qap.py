@@ -211,8 +211,16 @@ def test_folds_and_label_randomization_are_tagged_and_compared(tmp_path):
         assert 0.0 <= t.user_attrs["network_efficiency"] <= 1.0 and "aiq" in t.user_attrs
     results = load_results(url)
     assert [r.name for r in results] == ["gen-qap [labels 0% random]", "gen-qap [labels 50% random]"]
-    rows = compare(results).rows
-    assert all(r["hypervolume_seeds"] == 2 and r["hypervolume_std"] >= 0 for r in rows)
+    cmp = compare(results)
+    assert all(r["hypervolume_seeds"] == 2 and r["hypervolume_std"] >= 0 for r in cmp.rows)
+    # the figure tells the shares apart: one colour and one legend entry per share, folds folded in
+    from qapbo.plots import fronts_figure
+
+    ax = fronts_figure(cmp).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "labels 0% random: QAP 6-bit FT (2 seeds/folds)", "labels 50% random: QAP 6-bit FT (2 seeds/folds)"]
+    colors = {tuple(line.get_color()) for line in ax.get_lines()}
+    assert len(ax.get_lines()) == 4 and len(colors) == 2
 
 
 def test_two_workers_resume_and_match_a_one_process_run(tmp_path):
