@@ -272,7 +272,8 @@ def _children(pid):
 
 def test_sigint_to_the_parent_alone_stops_every_worker_then_resume(tmp_path):
     """`kill -INT` of the parent (a scheduler, not a terminal): the workers stop too; a rerun finishes."""
-    path = write_study(tmp_path, rows=3000, epochs=8)
+    # levels of ~1-2 s: the workers must still have several to go when they are told to stop
+    path = write_study(tmp_path, rows=3000, epochs=40)
     db = tmp_path / "int.db"
     url = f"sqlite:///{db}"
     proc = subprocess.Popen(QAPBO.split() + ["qap", str(path), "--storage", url, "--workers", "2", "--quiet"],
