@@ -30,7 +30,7 @@ from .studyfile import StudyFile, load_study_file
 
 
 def _search_worker(path: str, synthetic: bool, rows: int | None, storage: str, n_trials: int | None,
-                 timeout: float | None, worker: int) -> None:
+                   timeout: float | None, worker: int) -> None:
     import warnings
 
     from .search import run_search
