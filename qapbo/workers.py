@@ -29,23 +29,29 @@ from .storage import redact
 from .studyfile import StudyFile, load_study_file
 
 
-def _search_worker(path: str, synthetic: bool, rows: int | None, storage: str, n_trials: int | None,
-                   timeout: float | None, worker: int) -> None:
+def _as_worker(path: str, synthetic: bool, rows: int | None, worker: int,
+               run: Callable[[StudyFile, Callable[[str], None]], object]) -> None:
+    """What every worker process does around its job: quiet libraries, re-read the file, exit 130 or 2."""
     import warnings
-
-    from .search import run_search
 
     warnings.filterwarnings("ignore", module="brevitas")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = load_study_file(path, synthetic=synthetic, rows=rows)
     try:
-        run_search(study, storage=storage, n_trials=n_trials, timeout=timeout, progress=False, worker=worker,
-                   log=lambda msg: print(f"[worker {worker}] {msg}", file=sys.stderr, flush=True))
-    except KeyboardInterrupt:  # Optuna has marked the running trial FAIL; leave quietly
+        run(study, lambda msg: print(f"[worker {worker}] {msg}", file=sys.stderr, flush=True))
+    except KeyboardInterrupt:  # search: Optuna has marked the running trial FAIL; QAP: levels are stored whole
         sys.exit(130)
     except QapboError as exc:
         print(f"[worker {worker}] error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def _search_worker(path: str, synthetic: bool, rows: int | None, storage: str, n_trials: int | None,
+                   timeout: float | None, worker: int) -> None:
+    from .search import run_search
+
+    _as_worker(path, synthetic, rows, worker, lambda study, log: run_search(
+        study, storage=storage, n_trials=n_trials, timeout=timeout, progress=False, worker=worker, log=log))
 
 
 def run_workers(
@@ -75,21 +81,10 @@ def run_workers(
 
 
 def _qap_worker(path: str, synthetic: bool, rows: int | None, storage: str, queue, worker: int) -> None:
-    import warnings
-
     from .qap import run_qap
 
-    warnings.filterwarnings("ignore", module="brevitas")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = load_study_file(path, synthetic=synthetic, rows=rows)
-    try:
-        run_qap(study, storage=storage, progress=False, chains=iter(queue.get, None),
-                log=lambda msg: print(f"[worker {worker}] {msg}", file=sys.stderr, flush=True))
-    except KeyboardInterrupt:  # levels are stored whole, so there is nothing to clean up
-        sys.exit(130)
-    except QapboError as exc:
-        print(f"[worker {worker}] error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    _as_worker(path, synthetic, rows, worker, lambda study, log: run_qap(
+        study, storage=storage, progress=False, chains=iter(queue.get, None), log=log))
 
 
 def run_qap_workers(
