@@ -75,14 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one (quantized) network and measure it",
                        description="Train one network to early stop and print its test metrics and BOPs.")
     d = t.add_argument_group("data")
-    d.add_argument("--data", default="synthetic-jets", choices=["synthetic-jets", "openml", "hdf5", "table"],
-                   help="data source (default: synthetic-jets, a seeded synthetic stand-in)")
-    d.add_argument("--data-path", help="file or directory for hdf5/table sources")
+    _data_args(d)
     d.add_argument("--test-path", help="separate test file/directory (e.g. the Zenodo 'val' release)")
-    d.add_argument("--data-home", help="scikit-learn cache directory for the openml source")
     d.add_argument("--label-column", default="class", help="label column of a table (default: class)")
-    d.add_argument("--rows", type=_positive_int, default=None,
-                   help="synthetic: number of jets (default 100000); real data: stratified subsample")
     m = t.add_argument_group("model")
     m.add_argument("--hidden", type=_int_list, default=(64, 32, 32), help="hidden widths (default: 64,32,32)")
     m.add_argument("--bits", type=_int_list, default=(32,),
@@ -139,9 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="write one figure from stored studies",
                         description="Write one kind of figure (PNG and PDF) from stored studies.")
-    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff", "efficiency"], help="figure kind")
+    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff", "efficiency", "features"],
+                    help="figure kind (features: every input feature's distribution per class, from data "
+                         "rather than storage)")
     _comparison_args(pl)
     pl.add_argument("--out", default="runs/plots", help="directory for the figure (default: runs/plots)")
+    fd = pl.add_argument_group("data (features only)")
+    _data_args(fd, default="pythia-jets")
+    fd.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
     pl.set_defaults(func=cmd_plot)
 
     e = sub.add_parser("export", help="export a stored trial's network to QONNX for hls4ml, checked by qonnx",
@@ -159,6 +159,27 @@ def build_parser() -> argparse.ArgumentParser:
                                      "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
     _synthetic_args(e)
     e.set_defaults(func=cmd_export)
+
+    dg = sub.add_parser("data", help="make physics-generated jets ahead of time (pythia-jets)",
+                        description="Data sets that qapbo makes itself.")
+    dsub = dg.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser, required=True)
+    gen = dsub.add_parser("generate", help="generate Pythia 8 + FastJet jets with the 16 hls4ml features",
+                          description="Generate ROWS jets (even over the classes) with Pythia 8 and FastJet, "
+                                      "in worker processes, chunk by chunk: a stopped run resumes with the same "
+                                      "command and the set is the same for any number of workers. Particle level, "
+                                      "no detector simulation. Needs pip install 'qapbo[physics]'.")
+    gen.add_argument("--rows", type=_int_at_least(-2**62), required=True, help="number of jets")
+    gen.add_argument("--seed", type=_nonnegative_int, default=0, help="generation seed (default: 0)")
+    gen.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default: 1)")
+    gen.add_argument("--out", help="directory of the set (default: the cache a study with [data] source = "
+                                   "\"pythia-jets\" reads: $QAPBO_DATA_HOME or ~/.cache/qapbo, one directory per "
+                                   "settings key)")
+    gen.add_argument("--classes", type=lambda t: tuple(x for x in t.replace(" ", "").split(",") if x),
+                     default=None, help="comma-separated classes (default: g,q,w,z,t)")
+    gen.add_argument("--chunk-size", type=_positive_int, default=None,
+                     help="jets per chunk file (default: 1000; part of the set's key)")
+    gen.add_argument("--quiet", action="store_true", help="no progress output")
+    gen.set_defaults(func=cmd_data_generate)
 
     r = sub.add_parser("run", help="the main job: run a study file's search and QAP baseline, then compare",
                        description="Run (or resume) the [search] and [qap] sections of a study file, then write "
@@ -187,6 +208,29 @@ def _study_command(sub: Any, name: str, help: str, description: str,
     _synthetic_args(p)
     p.add_argument("--quiet", action="store_true", help=quiet)
     return p
+
+
+def _data_args(d: Any, default: str = "synthetic-jets") -> None:
+    from .data import SOURCES
+
+    d.add_argument("--data", default=default, choices=list(SOURCES),
+                   help=f"data source (default: {default}; synthetic-jets is a seeded toy for tests, "
+                        "pythia-jets physics-generated jets without detector simulation)")
+    d.add_argument("--data-path", help="file or directory for hdf5/table sources, or a set made by "
+                                       "`qapbo data generate --out DIR` for pythia-jets")
+    d.add_argument("--data-home", help="cache directory for the openml and pythia-jets sources")
+    d.add_argument("--rows", type=_positive_int, default=None,
+                   help="synthetic-jets / pythia-jets: number of jets (default 100000; plot features: 5000); "
+                        "other data: stratified subsample")
+
+
+def _data_config(args: argparse.Namespace, **extra: Any) -> Any:
+    from .data import GENERATED, DataConfig
+
+    generated = args.data in GENERATED
+    return DataConfig(source=args.data, path=args.data_path, data_home=args.data_home, seed=args.seed,
+                      **({"n_rows": args.rows} if generated and args.rows else {}),
+                      **({"max_rows": args.rows} if not generated and args.rows else {}), **extra)
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:
@@ -248,6 +292,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     from .plots import plot
 
+    if args.kind == "features":
+        from .data import GENERATED, load_data
+        from .plots import plot_features
+
+        if args.data in GENERATED and not args.rows:
+            args.rows = 5000
+        data = load_data(_data_config(args))
+        paths = plot_features(data, Path(args.out))
+        print("wrote " + ", ".join(str(p) for p in paths) + f" ({data.label})")
+        return 0
     paths = plot(args.kind, _comparison(args), Path(args.out))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
@@ -342,8 +396,53 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_generate(args: argparse.Namespace) -> int:
+    from . import jetgen
+
+    if args.rows <= 0:
+        raise QapboError(f"--rows {args.rows}: ask for a positive number of jets")
+    settings = jetgen.GenSettings(seed=args.seed, **({"classes": args.classes} if args.classes else {}),
+                                  **({"chunk_size": args.chunk_size} if args.chunk_size else {}))
+    settings.validate()
+    out = args.out or str(jetgen.set_dir(settings))
+    say = None if args.quiet else _generation_progress(out)
+    try:
+        manifest = jetgen.generate_set(out, args.rows, settings, workers=args.workers, progress=say)
+    finally:
+        if say is not None:
+            say.close()
+    counts = ", ".join(f"{c} {n}" for c, n in manifest["counts"].items())
+    fills = sum(manifest["fills"].values())
+    print(f"pythia-jets set in {out}: {counts} jets ({fills} with a filled ratio feature), "
+          f"{manifest['seconds']:.0f} s of generation; {jetgen.NOTE}")
+    return 0
+
+
+class _generation_progress:
+    """Jets per class: a bar on a terminal, else one line per finished chunk."""
+
+    def __init__(self, out: str):
+        self.out, self.bar = out, None
+
+    def __call__(self, p: Any) -> None:
+        text = "  ".join(f"{c} {p.done[c]}/{p.wanted[c]}" for c in p.wanted)
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            if self.bar is None:
+                self.bar = tqdm(total=sum(p.wanted.values()), unit="jet", file=sys.stderr, desc="pythia-jets")
+            self.bar.n = sum(p.done.values())
+            self.bar.set_postfix_str(text)
+        else:
+            print(f"pythia-jets {self.out}: {text}  ({p.seconds:.0f} s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import DataConfig, load_data
+    from .data import load_data
     from .experiment import train_and_measure
     from .models import ModelSpec
     from .train import TrainConfig
@@ -353,13 +452,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                      input_bits=args.input_bits, bn=args.bn)
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, l1=args.l1,
                          patience=args.patience, seed=args.seed, threads=args.threads)
-    data_cfg = DataConfig(source=args.data, path=args.data_path, test_path=args.test_path,
-                          data_home=args.data_home, label_column=args.label_column, seed=args.seed,
-                          **({"n_rows": args.rows} if args.data == "synthetic-jets" and args.rows else {}),
-                          **({"max_rows": args.rows} if args.data != "synthetic-jets" and args.rows else {}))
-    data = load_data(data_cfg)
-    if data.synthetic:
-        print("note: training on SYNTHETIC jets (synthetic-jets), not real LHC data", file=sys.stderr)
+    data = load_data(_data_config(args, test_path=args.test_path, label_column=args.label_column))
+    if data.source != "hdf5" and data.source != "openml":
+        print(f"note: training on {data.label}", file=sys.stderr)
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -393,8 +488,7 @@ def _one_or_many(values: Sequence[int] | None) -> int | tuple[int, ...] | None:
 def format_record(rec: dict[str, Any]) -> str:
     """A small human table of one measured model."""
     rows = [
-        ("data", f"{'SYNTHETIC (synthetic-jets)' if rec['synthetic'] else rec['data']['source']}"
-                 f"  fingerprint {rec['data_fingerprint']}"),
+        ("data", f"{rec.get('data_note', rec['data']['source'])}  fingerprint {rec['data_fingerprint']}"),
         ("model", rec["model_name"]),
         ("AUC (macro)", f"{rec['auc']:.4f}"),
         ("AUC per class", "  ".join(f"{k} {v:.4f}" for k, v in rec["auc_per_class"].items())),

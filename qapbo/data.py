@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,7 +30,8 @@ FEATURES: tuple[str, ...] = (
 #: Jet classes: gluon, light quark, W, Z, top.
 CLASSES: tuple[str, ...] = ("g", "q", "w", "z", "t")
 
-SOURCES = ("synthetic-jets", "openml", "hdf5", "table")
+SOURCES = ("synthetic-jets", "pythia-jets", "openml", "hdf5", "table")
+GENERATED = ("synthetic-jets", "pythia-jets")  # sources whose size is n_rows
 OPENML_NAME = "hls4ml_lhc_jets_hlf"
 SYNTHETIC_VERSION = "synthetic-jets-v1"
 
@@ -42,6 +44,9 @@ class DataConfig:
     ``test_path`` (hdf5, table) gives a separate test set, as the Zenodo ``val`` archive was used
     in the reference; the validation split is then taken from ``path`` alone.
     ``max_rows`` keeps a stratified, seeded subsample (handy for quick studies on real data).
+    ``pythia-jets`` makes (once, then reads from its cache) ``n_rows`` physics-generated jets for
+    ``seed``: the cache lives under ``data_home`` (default ``$QAPBO_DATA_HOME`` or ~/.cache/qapbo);
+    ``path`` may instead name a set made by ``qapbo data generate --out DIR``.
     """
 
     source: str = "synthetic-jets"
@@ -67,8 +72,8 @@ class DataConfig:
             v = getattr(self, name)
             if not 0.0 < v < 0.5:
                 raise DataError(f"{name} is {v}: use a fraction between 0 and 0.5")
-        if self.source == "synthetic-jets" and self.n_rows < 100:
-            raise DataError(f"n_rows is {self.n_rows}: ask for at least 100 synthetic jets")
+        if self.source in GENERATED and self.n_rows < 100:
+            raise DataError(f"n_rows is {self.n_rows}: ask for at least 100 {self.source}")
         if self.folds < 1 or not 0 <= self.fold < self.folds:
             raise DataError(f"fold {self.fold} of {self.folds} folds: use folds >= 1 and 0 <= fold < folds")
         if not 0.0 <= self.randomize_labels < 1.0:
@@ -95,6 +100,7 @@ class JetData:
     scaler: StandardScaler = field(repr=False)
     config: DataConfig | None = field(default=None, repr=False)
     randomized_rows: int = 0  # training + validation rows whose label was drawn at random
+    generation: dict[str, Any] | None = field(default=None, repr=False)  # pythia-jets: the set's manifest
 
     @property
     def n_features(self) -> int:
@@ -106,8 +112,8 @@ class JetData:
 
     @property
     def label(self) -> str:
-        """How outputs name this data; says "synthetic" whenever it is."""
-        return "SYNTHETIC data (synthetic-jets, not real LHC jets)" if self.synthetic else self.source
+        """How outputs name this data; says "synthetic" or "no detector simulation" whenever it is."""
+        return data_label(self.source)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -123,6 +129,8 @@ class JetData:
             "folds": self.config.folds if self.config else 1,
             "randomize_labels": self.config.randomize_labels if self.config else 0.0,
             "randomized_rows": self.randomized_rows,
+            "note": self.label,
+            **({"generation": _generation_summary(self.generation)} if self.generation else {}),
         }
 
 
@@ -130,8 +138,12 @@ def load_data(config: DataConfig) -> JetData:
     """Load, validate, split and standardize the data that ``config`` names."""
     config.validate()
     test: tuple[np.ndarray, np.ndarray] | None = None
+    generation = None
     if config.source == "synthetic-jets":
         x, y = synthetic_jets(config.n_rows, seed=config.seed)
+        classes, features = CLASSES, FEATURES
+    elif config.source == "pythia-jets":
+        x, y, generation = read_pythia_jets(config)
         classes, features = CLASSES, FEATURES
     elif config.source == "openml":
         x, y, classes, features = read_openml(config.data_home)
@@ -151,7 +163,47 @@ def load_data(config: DataConfig) -> JetData:
                 )
             yt = np.searchsorted(np.asarray(classes), np.asarray(classes_t)[yt])
             test = (xt, yt)
-    return prepare(x, y, classes, features, config, test=test)
+    data = prepare(x, y, classes, features, config, test=test)
+    data.generation = generation
+    return data
+
+
+def data_label(source: str) -> str:
+    """The words every output made from ``source`` carries (figures, tables, logs, records)."""
+    if source == "synthetic-jets":
+        return "SYNTHETIC data (synthetic-jets, not real LHC jets)"
+    if source == "pythia-jets":
+        from .jetgen import NOTE
+
+        return f"pythia-jets: {NOTE}"
+    return source
+
+
+def read_pythia_jets(config: DataConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``n_rows`` physics-generated jets: from ``path``, else from the cache, generated there if missing."""
+    import sys
+
+    from . import jetgen
+
+    settings = jetgen.GenSettings(seed=config.seed)
+    if config.path:
+        return jetgen.load_set(config.path, config.n_rows, seed=config.seed)  # the user's own set
+    where = jetgen.set_dir(settings, config.data_home)  # needs the extra: names it if missing
+    try:
+        return jetgen.load_set(where, config.n_rows, settings)
+    except DataError:
+        pass  # not (all) there yet: make what is missing
+
+    def say(p: jetgen.Progress) -> None:  # generation takes minutes: one line per chunk
+        done = "  ".join(f"{c} {p.done[c]}/{p.wanted[c]}" for c in p.wanted)
+        print(f"pythia-jets: generating into {where}: {done}  ({p.seconds:.0f} s)", file=sys.stderr, flush=True)
+
+    jetgen.generate_set(where, config.n_rows, settings, workers=os.cpu_count() or 1, progress=say)
+    return jetgen.load_set(where, config.n_rows, settings)
+
+
+def _generation_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {k: manifest.get(k) for k in ("key", "versions", "rows_used", "fills_used", "note")}
 
 
 def prepare(

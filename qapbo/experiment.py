@@ -38,6 +38,7 @@ def measure(model: JetTagger, data: JetData, training: TrainResult | None = None
         "data": data.describe(),
         "data_fingerprint": data.fingerprint,
         "synthetic": data.synthetic,
+        "data_note": data.label,
     }
     if training is not None:
         record |= {

@@ -34,6 +34,7 @@ class StudyResult:
     kind: str  # "search", "qap" or "other"
     trials: list[FrozenTrial]
     synthetic: bool
+    data_note: str = ""  # what the data was, as its trials recorded it (e.g. "no detector simulation")
 
     @property
     def front(self) -> list[FrozenTrial]:
@@ -63,14 +64,15 @@ def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str
         trials = [t for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
         kind = s.user_attrs.get("qapbo_kind", "other")
         synthetic = any(t.user_attrs.get("synthetic", False) for t in trials)
+        note = "; ".join(sorted({str(t.user_attrs["data_note"]) for t in trials if "data_note" in t.user_attrs}))
         shares = sorted({t.params.get("randomized", 0.0) for t in trials})
         if len(shares) <= 1:
-            out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic))
+            out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic, data_note=note))
             continue
         for share in shares:  # a label-randomization sweep: one front per randomized share
             sub = [t for t in trials if t.params.get("randomized", 0.0) == share]
             out.append(StudyResult(name=f"{name} [labels {share:.0%} random]", kind=kind, trials=sub,
-                                   synthetic=synthetic))
+                                   synthetic=synthetic, data_note=note))
     return out
 
 
@@ -157,9 +159,15 @@ class Comparison:
     def synthetic(self) -> bool:
         return any(r.synthetic for r in self.results)
 
+    @property
+    def data_notes(self) -> list[str]:
+        """What each study's data was (synthetic, physics-generated without detector, a release)."""
+        return sorted({r.data_note for r in self.results if r.data_note})
+
     def to_dict(self) -> dict[str, Any]:
         return {"reference_point": {"auc": self.ref[0], "bops": self.ref[1]},
                 "hypervolume_space": "(AUC, log10 BOPs)", "synthetic_data": self.synthetic,
+                "data": self.data_notes,
                 "auc_targets": self.auc_targets, "bops_budgets": self.bops_budgets,
                 "studies": self.rows, "coverage": self.coverage}
 
@@ -167,6 +175,8 @@ class Comparison:
         lines = []
         if self.synthetic:
             lines.append("**Data: SYNTHETIC jets (synthetic-jets), not real LHC data.**\n")
+        elif self.data_notes:
+            lines.append(f"**Data: {' | '.join(self.data_notes)}.**\n")
         lines.append(f"Hypervolume in (AUC, log10 BOPs) with reference point AUC = {self.ref[0]:g}, "
                      f"BOPs = {self.ref[1]:.4g} (the same for every study below).\n")
         head = ["study", "kind", "trials", "front", "hypervolume"]

@@ -7,11 +7,14 @@ PNG and PDF.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from matplotlib.figure import Figure
 
 from .pareto import Comparison, StudyResult, hypervolume, hypervolume_history, pareto_front, values
+
+if TYPE_CHECKING:
+    from .data import JetData
 
 KINDS = ("fronts", "hypervolume", "bkg-eff", "efficiency")
 BOPS_LABEL = "BOPs (bit operations per inference, log scale)"
@@ -35,8 +38,9 @@ def _variant(name: str) -> str:
 
 def _data_note(cmp: Comparison) -> str:
     """A title line naming the data, so no figure made from synthetic jets can pass as real."""
-    return "data: SYNTHETIC jets (synthetic-jets), not real LHC data" if cmp.synthetic else \
-        "data: hls4ml LHC jet dataset"
+    if cmp.synthetic:
+        return "data: SYNTHETIC jets (synthetic-jets), not real LHC data"
+    return "data: " + (" | ".join(cmp.data_notes) or "hls4ml LHC jet dataset")
 
 
 def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
@@ -199,3 +203,33 @@ def plot(kind: str, cmp: Comparison, out: Path) -> list[Path]:
 
 def plot_all(cmp: Comparison, out: Path) -> list[Path]:
     return [p for kind in KINDS for p in plot(kind, cmp, out)]
+
+
+def plot_features(data: "JetData", out: Path) -> list[Path]:
+    """Every input feature's distribution per class, in physical units (the scaler undone)."""
+    return _save(features_figure(data), out, "features")
+
+
+def features_figure(data: "JetData") -> Figure:
+    """The figure of :func:`plot_features`, unsaved: one panel per feature, wrapped four to a row."""
+    import numpy as np
+
+    x = data.scaler.inverse_transform(np.concatenate([data.x_train, data.x_val, data.x_test]))
+    y = np.concatenate([data.y_train, data.y_val, data.y_test])
+    n = x.shape[1]
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(3.2 * cols, 2.4 * rows + 0.6), layout="constrained")
+    for i, name in enumerate(data.feature_names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        lo, hi = np.percentile(x[:, i], [0.5, 99.5])
+        bins = np.linspace(lo, hi if hi > lo else lo + 1, 41)
+        for c, cname in enumerate(data.class_names):
+            ax.hist(x[y == c, i], bins=bins, density=True, histtype="step", lw=1.2, label=cname)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([])
+    fig.axes[0].legend(fontsize=7, title="class", title_fontsize=7)
+    fig.suptitle(f"Input features per class ({len(y):,} jets, 0.5-99.5 % range, unit area); data: {data.label}",
+                 fontsize=10)
+    return fig

@@ -105,7 +105,7 @@ def run_qap(
     }
     first = next(iter(prep.data.values()))
     say(f"qap {study.name}: {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)} "
-        f"(study {prep.study.study_name}){'; data: ' + first.label if first.synthetic else ''}")
+        f"(study {prep.study.study_name}); data: {first.label}")
 
     bars = _Bars(prep.total, len(prep.done), study.train.epochs, enabled=progress)
     try:

@@ -203,7 +203,7 @@ def run_search(
         say(f"search {ostudy.study_name}: {done} COMPLETE trial(s) stored in {redact(run.url)}; budget "
             f"{run.n_trials if run.n_trials is not None else 'none'} trials"
             f"{f', {run.timeout:g} s' if run.timeout else ''}; sampler {s.sampler}"
-            f"{'; data: ' + run.data.label if run.data.synthetic else ''}")
+            f"; data: {run.data.label}")
         if run.n_trials is not None and done >= run.n_trials:
             continue
         # Optuna does not store the sampler: rebuild it with the study's seed, advanced by the
