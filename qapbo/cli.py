@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--classes", type=lambda t: tuple(x for x in t.replace(" ", "").split(",") if x),
                      default=None, help="comma-separated classes (default: g,q,w,z,t)")
     gen.add_argument("--chunk-size", type=_positive_int, default=None,
-                     help="jets per chunk file (default: 1000; part of the set's key)")
+                     help="jets per chunk file (default: 1000, or ROWS/classes when smaller; part of the "
+                          "set's key, so a study finds the set generated with the default)")
     gen.add_argument("--quiet", action="store_true", help="no progress output")
     gen.set_defaults(func=cmd_data_generate)
 
@@ -401,8 +402,9 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
 
     if args.rows <= 0:
         raise QapboError(f"--rows {args.rows}: ask for a positive number of jets")
-    settings = jetgen.GenSettings(seed=args.seed, **({"classes": args.classes} if args.classes else {}),
-                                  **({"chunk_size": args.chunk_size} if args.chunk_size else {}))
+    classes = args.classes or jetgen.CLASSES
+    settings = jetgen.GenSettings(seed=args.seed, classes=classes,
+                                  chunk_size=args.chunk_size or jetgen.default_chunk_size(max(args.rows, 1), len(classes)))
     settings.validate()
     out = args.out or str(jetgen.set_dir(settings))
     say = None if args.quiet else _generation_progress(out)

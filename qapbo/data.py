@@ -185,7 +185,7 @@ def read_pythia_jets(config: DataConfig) -> tuple[np.ndarray, np.ndarray, dict[s
 
     from . import jetgen
 
-    settings = jetgen.GenSettings(seed=config.seed)
+    settings = jetgen.GenSettings(seed=config.seed, chunk_size=jetgen.default_chunk_size(config.n_rows))
     if config.path:
         return jetgen.load_set(config.path, config.n_rows, seed=config.seed)  # the user's own set
     where = jetgen.set_dir(settings, config.data_home)  # needs the extra: names it if missing

@@ -146,6 +146,12 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("QAPBO_DATA_HOME") or Path.home() / ".cache" / "qapbo")
 
 
+def default_chunk_size(n_rows: int, n_classes: int = len(CLASSES)) -> int:
+    """1000 jets per chunk (a 20,000-jet set is then the start of a 100,000-jet one); smaller sets
+    use one chunk per class so a few hundred jets take seconds, not a 1000-jet chunk each."""
+    return max(1, min(1000, -(-n_rows // n_classes)))
+
+
 def per_class(n_rows: int, n_classes: int) -> list[int]:
     """Exactly ``n_rows`` jets, as even as possible over the classes (the first ones get the rest)."""
     base, rest = divmod(n_rows, n_classes)
@@ -251,10 +257,11 @@ def features(jets: Any, settings: GenSettings) -> tuple[np.ndarray, Any]:
 
 
 def generate_jets(settings: GenSettings, cls: str, chunk: int, n_jets: int,
-                  batch_events: int = 100) -> tuple[np.ndarray, dict[str, Any], Any]:
+                  batch_events: int = 100) -> tuple[np.ndarray, dict[str, Any], Any, Any]:
     """Generate ``n_jets`` matched jets of class ``cls`` with the chunk's own seed.
 
-    Returns the COLUMNS table, counters (events, seconds, fills) and the groomed constituents.
+    Returns the COLUMNS table, counters (events, seconds, fills), and the jets' constituents and
+    groomed constituents (awkward arrays, one entry per jet) for checks.
     Needs the physics extra; call it in a worker process (Pythia and FastJet print to stdout).
     """
     try:
@@ -291,9 +298,10 @@ def generate_jets(settings: GenSettings, cls: str, chunk: int, n_jets: int,
             if len(kept) >= n_jets:
                 break
         del prt, visible, parts, seq, jets, cons, hard
-    table, groomed = features(kept.awkward(n_jets), settings)
+    jets = kept.awkward(n_jets)
+    table, groomed = features(jets, settings)
     info = {"events": events, "seconds": time.perf_counter() - t0, "fills": int(table[:, -1].sum())}
-    return table, info, groomed
+    return table, info, jets, groomed
 
 
 def _match_event(ak: Any, jets: Any, cons: Any, hard: Any, ids: tuple[int, ...], settings: GenSettings,
@@ -557,7 +565,7 @@ def _chunk_job(job: tuple[str, dict, str, int]) -> tuple[str, dict[str, Any]]:
     settings = GenSettings(**{**settings_dict, "classes": tuple(settings_dict["classes"])})
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # Pythia's and FastJet's banners and warnings go to C stdout
-    table, info, _ = generate_jets(settings, cls, k, settings.chunk_size)
+    table, info, _, _ = generate_jets(settings, cls, k, settings.chunk_size)
     import io
 
     buf = io.BytesIO()
