@@ -546,8 +546,10 @@ def _run_jobs(out: Path, settings: GenSettings, todo: list[tuple[str, int]],
     # fork: a spawned child would first import qapbo's package (torch and all) for seconds; these
     # children touch none of it, only numpy, Pythia and FastJet
     ctx = mp.get_context("fork")
+    # Ctrl-C goes to the parent, which stops them; a fresh child per chunk keeps memory flat (Pythia
+    # and awkward grow a little with every batch)
     pool = ctx.Pool(max(1, min(workers, len(todo))), initializer=signal.signal,
-                    initargs=(signal.SIGINT, signal.SIG_IGN))  # Ctrl-C goes to the parent, which stops them
+                    initargs=(signal.SIGINT, signal.SIG_IGN), maxtasksperchild=1)
     try:
         jobs = [(str(out), asdict(settings), c, k) for c, k in todo]
         for name, info in pool.imap_unordered(_chunk_job, jobs):
