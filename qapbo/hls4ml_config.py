@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,9 @@ def prepare_graph(path: str | Path) -> Any:
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
-    return cleanup_model(cleanup_model(ModelWrapper(str(path))).transform(GemmToMatMul()))
+    with warnings.catch_warnings():  # it warns that it knows Gemm v9 only; our Gemm (v20, no transposes) converts
+        warnings.simplefilter("ignore", UserWarning)
+        return cleanup_model(cleanup_model(ModelWrapper(str(path))).transform(GemmToMatMul()))
 
 
 @dataclass
