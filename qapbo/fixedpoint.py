@@ -229,7 +229,7 @@ def fixed_point_view(model: JetTagger, input_range: tuple[float, float], precisi
             acc_max = float(np.abs(w_int).sum(axis=1).max()) * h_max
             acc_fmt = Fixed(_msb(max(acc_max, 1.0)) + 2, h_frac)
             reach = float(np.abs(scale).max()) * acc_max + float(np.abs(bias).max())
-            r_fmt = Fixed(_msb(max(reach, 1.0)) + 2, s_fmt.fraction + 0)
+            r_fmt = Fixed(_msb(max(reach, 1.0)) + 2, s_fmt.fraction)
             relu_fmt = rq = None
             if i < last:
                 relu_fmt = Fixed(r_fmt.integer - 1, r_fmt.fraction, signed=False)
