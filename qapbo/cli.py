@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="QONNX file to write (default: runs/STUDY-trialN.onnx; the JSON goes beside it)")
     e.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
                                      "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
+    e.add_argument("--precision", type=_positive_int, help="relative precision in bits of the fixed-point formats in "
+                   "NAME.hls4ml.json (default: the least that reproduces the stored model on every test row)")
+    e.add_argument("--check-hls4ml", action="store_true", help="also convert with hls4ml, compile its C++ emulation "
+                   "and keep nothing unless it gives the stored model's class on every test row (needs "
+                   "pip install 'qapbo[hls4ml]' and g++)")
     _synthetic_args(e)
     e.set_defaults(func=cmd_export)
 
@@ -390,10 +395,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_trial
 
     study = _load_study(args)
-    rep = export_trial(study, args.trial, out=args.out, study_name=args.study_name, storage=args.storage)
+    rep = export_trial(study, args.trial, out=args.out, study_name=args.study_name, storage=args.storage,
+                       precision=args.precision, check_with_hls4ml=args.check_hls4ml)
     print(f"wrote {rep.onnx_path} (QONNX) and {rep.json_path}: trial {rep.trial} of {rep.study_name}; "
           f"qonnx executor on {rep.rows_checked} test rows: max logit difference {rep.max_abs_diff:.2g}, "
           f"same class {rep.same_predictions}/{rep.rows_checked}")
+    if rep.hls4ml_path is None:
+        print(rep.hls4ml_note)
+    else:
+        print(f"wrote {rep.hls4ml_path} (hls4ml hls_config, {rep.precision}-bit relative precision, "
+              f"{rep.hls4ml_note})")
+    if rep.hls4ml_check is not None:
+        c = rep.hls4ml_check
+        print(f"hls4ml C++ emulation on {c.rows} test rows: same class {c.same_class}/{c.rows}, "
+              f"max logit difference {c.max_abs_diff:.2g} (tolerance {c.tolerance:g})")
     return 0
 
 

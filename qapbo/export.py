@@ -4,7 +4,9 @@ Brevitas writes the graph (``Quant`` nodes carry each layer's scale and bit widt
 it the way hls4ml's QONNX frontend expects. The export is then run through qonnx's own executor on
 real test rows and compared with the stored model, so a user never takes an unchecked graph to
 synthesis. A JSON file beside it carries what the graph cannot: the input standardization (the
-network sees ``(x - mean) / scale``), feature and class names, and the trial's AUC and BOPs.
+network sees ``(x - mean) / scale``), feature and class names, and the trial's AUC and BOPs. A
+second one, ``NAME.hls4ml.json``, is the hls4ml configuration whose fixed-point formats make
+hls4ml's network the stored one (:mod:`qapbo.fixedpoint`, :mod:`qapbo.hls4ml_config`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import torch
 
 from .data import JetData, load_data
 from .errors import QapboError
+from .fixedpoint import LOGIT_TOLERANCE, FixedPointError, FixedPointView, agreement, fixed_point_view, \
+    least_exact_precision
+from .hls4ml_config import Hls4mlCheck, check_hls4ml, hls_config, prepare_graph, require_hls4ml
 from .models import JetTagger
 from .qap import qap_study_name
 from .storage import artifact_dir, artifact_store, load_checkpoint, open_storage, redact, storage_url
@@ -46,6 +51,10 @@ class ExportReport:
     rows_checked: int
     max_abs_diff: float
     same_predictions: int
+    hls4ml_path: Path | None = None  # None: the network has float layers (no exact fixed-point form)
+    precision: int | None = None  # relative precision (bits) of the emitted formats
+    hls4ml_note: str = ""
+    hls4ml_check: Hls4mlCheck | None = None
 
 
 def to_qonnx(model: JetTagger, path: str | Path) -> Path:
@@ -99,8 +108,18 @@ def export_trial(
     study_name: str | None = None,
     storage: str | None = None,
     check_rows: int = 32,
+    precision: int | None = None,
+    check_with_hls4ml: bool = False,
 ) -> ExportReport:
-    """Export trial ``trial`` of one of ``study``'s stored studies to QONNX and check it."""
+    """Export trial ``trial`` of one of ``study``'s stored studies to QONNX and check it.
+
+    Beside the graph go its JSON sidecar and, for a fully quantized network, the hls4ml
+    configuration at ``precision`` relative bits (default: the least whose fixed-point emulation
+    reproduces the stored model on every test row). ``check_with_hls4ml`` also compiles hls4ml's
+    C++ emulation and keeps nothing unless it agrees on every test row.
+    """
+    if check_with_hls4ml:
+        require_hls4ml()
     url = storage_url(study, storage)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         raise ExportError(f"no results at {redact(url)}; run the study first, or pass --storage")
@@ -114,6 +133,10 @@ def export_trial(
     if "checkpoint" not in frozen.user_attrs:
         raise ExportError(f"trial {trial} of study {ostudy.study_name!r} has no checkpoint; it was not written by qapbo")
     model, _ = load_checkpoint(artifact_store(artifact_dir(study, url)), frozen.user_attrs["checkpoint"])
+    if model.spec.bn == "no-stats":
+        raise ExportError(f"trial {trial} of study {ostudy.study_name!r} normalizes with batch statistics at inference "
+                          "(bn = \"no-stats\"), so it cannot run one event at a time on hardware; export a trial with "
+                          "bn affine, no-affine or none")
     data = _data_of(study, frozen)
 
     out = Path(out or f"runs/{ostudy.study_name}-trial{trial}.onnx")
@@ -126,14 +149,71 @@ def export_trial(
         if diff > MAX_ABS_DIFF:
             raise ExportError(f"the exported graph disagrees with the stored model (max logit difference "
                               f"{diff:.3g} on {len(x)} test rows), so it was not written; please report this")
+        view, note = _fixed_point(model, data, precision)
+        hls_path = out.with_suffix(".hls4ml.json") if view is not None else None
+        config = hls_config(view, prepare_graph(unchecked)) if view is not None else None
+        hcheck = None
+        if check_with_hls4ml:
+            if config is None:
+                raise ExportError(f"cannot check with hls4ml: {note}")
+            hcheck = check_hls4ml(unchecked, config, model, data.x_test, LOGIT_TOLERANCE)
+            if not hcheck.ok:
+                raise ExportError(f"hls4ml's emulation disagrees with the stored model (same class {hcheck.same_class}/"
+                                  f"{hcheck.rows} test rows, max logit difference {hcheck.max_abs_diff:.3g}, tolerance "
+                                  f"{hcheck.tolerance:g}), so nothing was written; try a larger --precision")
         side = out.with_suffix(".json")
-        _atomic_write(side, json.dumps(_sidecar(out, ostudy, frozen, model, data, len(x), diff, same),
-                                       indent=2).encode())
+        record = _sidecar(out, ostudy, frozen, model, data, len(x), diff, same)
+        record["hls4ml"] = _hls4ml_record(hls_path, view, model, data, note, hcheck)
+        if hls_path is not None:
+            _atomic_write(hls_path, json.dumps(config, indent=2).encode())
+        _atomic_write(side, json.dumps(record, indent=2).encode())
         os.replace(unchecked, out)
     finally:
         if unchecked.exists():
             unchecked.unlink()
-    return ExportReport(out, side, ostudy.study_name, trial, len(x), diff, same)
+    return ExportReport(out, side, ostudy.study_name, trial, len(x), diff, same, hls_path,
+                        view.precision if view is not None else None, note, hcheck)
+
+
+def input_range(data: JetData) -> tuple[float, float]:
+    """The smallest and largest standardized input value in all of the trial's data."""
+    parts = [a for a in (data.x_train, data.x_val, data.x_test) if len(a)]
+    return float(min(a.min() for a in parts)), float(max(a.max() for a in parts))
+
+
+def _fixed_point(model: JetTagger, data: JetData, precision: int | None) -> tuple[FixedPointView | None, str]:
+    rng = input_range(data)
+    try:
+        if precision is None:
+            return least_exact_precision(model, data.x_test, rng), "least exact on the test rows"
+        return fixed_point_view(model, rng, precision), "set by --precision"
+    except FixedPointError as exc:
+        if precision is not None or "float" not in str(exc):
+            raise ExportError(str(exc)) from None
+        return None, f"no hls4ml configuration: {exc}"
+
+
+def _hls4ml_record(path: Path | None, view: FixedPointView | None, model: JetTagger, data: JetData, note: str,
+                   hcheck: Hls4mlCheck | None) -> dict[str, Any]:
+    if view is None:
+        return {"config": None, "why": note}
+    same, diff = agreement(view, model, data.x_test)
+    return {
+        "config": path.name,
+        "use": "hls4ml.converters.convert_from_onnx_model(graph, hls_config=<this file>, io_type='io_parallel') "
+               "on the graph after qonnx cleanup_model, GemmToMatMul, cleanup_model",
+        "definition": view.definition,
+        "precision_bits": view.precision,
+        "precision_choice": note,
+        "input_range": list(view.input_range),
+        "input_format": view.input_format.hls("RND_CONV,SAT"),
+        "constants": {name: fmt.hls() for name, fmt in view.constants()},
+        "emulation": {"test_rows": len(data.x_test), "same_class": same, "max_abs_logit_diff": diff,
+                      "tolerance": LOGIT_TOLERANCE},
+        "hls4ml_check": None if hcheck is None else {
+            "test_rows": hcheck.rows, "same_class": hcheck.same_class, "max_abs_logit_diff": hcheck.max_abs_diff,
+            "tolerance": hcheck.tolerance},
+    }
 
 
 def _pick_study(study: StudyFile, rdb: optuna.storages.BaseStorage, name: str | None, url: str) -> str:
@@ -201,11 +281,19 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _file_mode() -> int:
+    """0666 less the umask: what ``open`` would give (mkstemp gives 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, payload: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -2,6 +2,8 @@
 stored model's exact function; the JSON beside it carries the input standardization."""
 
 import json
+import os
+import stat
 import shutil
 import subprocess
 import sys
@@ -156,3 +158,33 @@ def test_a_graph_that_fails_its_check_is_not_written(stored, tmp_path, monkeypat
         export.export_trial(load_study_file(path), 1, out=out, storage=url)
     assert out.read_bytes() == b"an earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.onnx"]
+
+
+def test_exported_files_get_the_usual_permissions(stored, tmp_path):
+    _, path, url = stored
+    out = tmp_path / "perm.onnx"
+    old = os.umask(0o022)
+    try:
+        p = subprocess.run(QAPBO.split() + ["export", str(path), "--trial", "0", "--storage", url, "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        os.umask(old)
+    assert p.returncode == 0, p.stderr
+    assert [stat.S_IMODE(f.stat().st_mode) for f in (out, out.with_suffix(".json"))] == [0o644] * 2  # not 0600
+    written = [out, out.with_suffix(".json"), out.with_suffix(".hls4ml.json")]
+    assert sorted(tmp_path.iterdir()) == sorted(written)
+    assert stat.S_IMODE(written[2].stat().st_mode) == 0o644
+
+
+def test_batch_statistics_at_inference_are_refused_in_one_line(tmp_path):
+    path = tmp_path / "ns.toml"
+    path.write_text(STUDY.replace("[qap]\n", "[qap]\nbn = \"no-stats\"\n").replace("[0.0, 0.5]", "[0.0]")
+                    .replace("epochs = 3", "epochs = 1"))
+    url = f"sqlite:///{tmp_path}/ns.db"
+    run_qap(load_study_file(path), storage=url, progress=False, log=lambda m: None)
+    out = tmp_path / "front" / "ns.onnx"
+    p = subprocess.run(QAPBO.split() + ["export", str(path), "--trial", "0", "--storage", url, "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and 'batch statistics at inference (bn = "no-stats")' in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
