@@ -222,7 +222,7 @@ def _comparison(args: argparse.Namespace, names: Sequence[str] | None = None, ur
     url = url or args.storage or os.environ.get("QAPBO_STORAGE")
     if not url:
         raise QapboError("no storage given: pass --storage URL (e.g. sqlite:///runs/quickstart.db) or set QAPBO_STORAGE")
-    storage = open_storage(url)
+    storage = open_storage(url, read_only=True)  # compare and plot never create or change storage
     results = load_results(storage, names or args.studies)
     return compare(results, auc_targets=getattr(args, "auc_targets", None),
                    bops_budgets=getattr(args, "bops_budgets", None))
