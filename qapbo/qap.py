@@ -19,6 +19,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from .data import JetData, load_data
 from .models import build_model
+from .pareto import MIN_AUC_CONSTRAINT, min_auc_violation
 from .prune import initial_state_of, iterative_pruning
 from .storage import (
     artifact_dir,
@@ -160,12 +161,14 @@ def _run_chain(ostudy, store, data, study, chain, done, dists, bars, say) -> Non
         trial = optuna.trial.create_trial(
             params=params, distributions=dists, values=[rec["auc"], rec["bops"]], user_attrs=attrs,
             state=optuna.trial.TrialState.COMPLETE,
+            constraints={MIN_AUC_CONSTRAINT: min_auc_violation(rec["auc"], study.min_auc)},
         )
         trial.datetime_start = trial.datetime_complete - timedelta(seconds=rec["seconds"])  # real duration
         ostudy.add_trial(trial)
         bars.level_done(f"{tag} level {res.level:2d} ({rec['sparsity']:6.2%} pruned): AUC {rec['auc']:.4f}  "
                         f"BOPs {rec['bops']:,.0f}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
-                        f"{rec['seconds']:.1f} s{_collapsed(rec['sparsity_per_layer'])}", say)
+                        f"{rec['seconds']:.1f} s{_collapsed(rec['sparsity_per_layer'])}"
+                        f"{'  (below min_auc: infeasible, on no front)' if rec['auc'] < study.min_auc else ''}", say)
 
 
 def _collapsed(per_layer: list[float]) -> str:

@@ -27,6 +27,7 @@ from .errors import QapboError, TrainingError
 from .experiment import train_and_measure
 from .metrics import macro_auc
 from .models import build_model
+from .pareto import MIN_AUC_CONSTRAINT, is_feasible, min_auc_violation
 from .prune import initial_state_of, iterative_pruning
 from .space import Candidate, SearchSettings, SearchSpace
 from .storage import artifact_dir, artifact_store, open_storage, open_study, redact, save_checkpoint, storage_url
@@ -96,6 +97,7 @@ class Objective:
         rec["constraints"] = [c.violation(rec) for c in self.settings.constraints]
         for c, v in zip(self.settings.constraints, rec["constraints"]):
             trial.set_constraint(str(c), v)  # <= 0 is feasible; samplers and best_trials read it
+        trial.set_constraint(MIN_AUC_CONSTRAINT, min_auc_violation(rec["auc"], self.study.min_auc))
         rec["checkpoint"] = save_checkpoint(self.store, trial, model, {"study": trial.study.study_name,
                                                                           "trial": trial.number})
         rec["kind"] = "search"
@@ -238,10 +240,12 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
         if ft.state == TrialState.COMPLETE:
             failures[0] = 0
             bar.update(1)
-            front = {t.number for t in st.best_trials}
+            front = {t.number for t in st.best_trials}  # feasible trials only: constraints are stored
             params = " ".join(f"{k}={_fmt(v)}" for k, v in ft.params.items())
+            where = "on the front" if ft.number in front else "dominated" if is_feasible(ft) else \
+                f"infeasible: {_violated(ft)}"
             say_(f"trial {ft.number:3d}  {params}  |  AUC {ft.values[0]:.4f}  BOPs {ft.values[1]:,.0f}  |  "
-                 f"{'on the front' if ft.number in front else 'dominated'} ({len(front)} on front)")
+                 f"{where} ({len(front)} on front)")
         else:
             failures[0] += 1
             say_(f"trial {ft.number:3d}  {ft.state.name}: {ft.user_attrs.get('fail_reason', 'no reason recorded')}")
@@ -306,6 +310,12 @@ def _reap(ostudy: optuna.Study, running: list[optuna.trial.FrozenTrial], say: Ca
 
 def _count(ostudy: optuna.Study, state: TrialState) -> int:
     return len(ostudy.get_trials(deepcopy=False, states=(state,)))
+
+
+def _violated(ft: optuna.trial.FrozenTrial) -> str:
+    """Which constraints a trial breaks, e.g. ``AUC below min_auc``."""
+    names = [("AUC below min_auc" if k == MIN_AUC_CONSTRAINT else k) for k, v in ft.constraints.items() if v > 0]
+    return ", ".join(names)
 
 
 def _fmt(v: Any) -> str:

@@ -22,6 +22,7 @@ import torch
 
 from .errors import QapboError
 from .models import JetTagger, ModelSpec, build_model
+from .pareto import ATTR_MIN_AUC, DEFAULT_MIN_AUC
 from .studyfile import StudyFile, StudyFileError, config_hash, describe_changes
 
 ATTR_CONFIG = "qapbo_config"
@@ -152,7 +153,7 @@ def open_study(
         existing = None
     if existing is not None:
         attrs = existing.user_attrs
-        stored = attrs.get(ATTR_CONFIG)
+        stored = _before_min_auc(attrs.get(ATTR_CONFIG))
         if stored is None and not existing.trials:  # a creation that was interrupted: finish it
             _stamp(existing, study, kind, wanted)
             return existing
@@ -165,6 +166,8 @@ def open_study(
                 f"study file {study.path} changed since study {name!r} started: " + "; ".join(changes)
                 + ". Restore the original settings to resume, or give the study a new name"
             )
+        if attrs.get(ATTR_MIN_AUC) != study.min_auc:  # a study from before min_auc existed
+            existing.set_user_attr(ATTR_MIN_AUC, study.min_auc)
         return existing
     try:
         created = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
@@ -175,7 +178,19 @@ def open_study(
     return created
 
 
+def _before_min_auc(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A config stored before qapbo had min_auc resumes under the default (its trials get it when compared)."""
+    if stored is None:
+        return None
+    stored = json.loads(json.dumps(stored))
+    for sec in ("qap", "objectives"):
+        if isinstance(stored.get(sec), dict):
+            stored[sec].setdefault("min_auc", DEFAULT_MIN_AUC)
+    return stored
+
+
 def _stamp(s: optuna.Study, study: StudyFile, kind: str, wanted: dict[str, Any]) -> None:
+    s.set_user_attr(ATTR_MIN_AUC, study.min_auc)
     s.set_user_attr(ATTR_KIND, kind)
     s.set_user_attr(ATTR_FILE, study.text)
     s.set_user_attr(ATTR_HASH, config_hash(wanted))
