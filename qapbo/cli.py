@@ -358,6 +358,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           **({"n_rows": args.rows} if args.data == "synthetic-jets" and args.rows else {}),
                           **({"max_rows": args.rows} if args.data != "synthetic-jets" and args.rows else {}))
     data = load_data(data_cfg)
+    spec = spec.sized_for(data.n_features, data.n_classes)
     if data.synthetic:
         print("note: training on SYNTHETIC jets (synthetic-jets), not real LHC data", file=sys.stderr)
     bar = None
