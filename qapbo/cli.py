@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default: 1)")
     o = t.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print the full record as JSON on stdout")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--quiet", action="store_true", help="no progress output (same as --progress none)")
+    _progress_arg(o, "a bar over epochs on a terminal, else a summary line every 10 epochs")
     t.set_defaults(func=cmd_train)
 
     q = _study_command(sub, "qap", "run (or resume) the quantization-aware pruning fronts of a study file",
@@ -169,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=_positive_int, default=1,
                    help="worker processes for the search and the QAP chains (default: 1); one torch thread each")
     _synthetic_args(r)
-    r.add_argument("--quiet", action="store_true", help="lines instead of progress bars")
+    r.add_argument("--quiet", action="store_true", help="lines instead of progress bars (same as --progress lines)")
+    _progress_arg(r, "bars on a terminal, else one line per trial and per level")
     r.set_defaults(func=cmd_run)
     return parser
 
@@ -185,8 +187,23 @@ def _study_command(sub: Any, name: str, help: str, description: str,
         p.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study (overrides the file)")
         p.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
     _synthetic_args(p)
-    p.add_argument("--quiet", action="store_true", help=quiet)
+    p.add_argument("--quiet", action="store_true", help=f"{quiet} (same as --progress lines)")
+    _progress_arg(p, "bars on a terminal, else one line per trial or level")
     return p
+
+
+def _progress_arg(p: Any, auto: str) -> None:
+    from .progress import MODES
+
+    p.add_argument("--progress", choices=MODES, default=None,
+                   help=f"progress output: bars, lines, none, or auto (default: {auto})")
+
+
+def _progress(args: argparse.Namespace, quiet: str = "lines") -> str:
+    """The progress mode the options ask for: --progress wins, --quiet means ``quiet``, else auto."""
+    from .progress import resolve
+
+    return resolve(args.progress or (quiet if args.quiet else "auto"))
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:
@@ -267,9 +284,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         names += [s.study_name for s in run_workers(study, args.workers, storage=args.storage,
                                                     synthetic=args.synthetic, rows=args.rows,
-                                                    progress=not args.quiet)]
+                                                    progress=_progress(args))]
     elif study.search is not None:
-        names += [s.study_name for s in run_search(study, storage=args.storage, progress=not args.quiet)]
+        names += [s.study_name for s in run_search(study, storage=args.storage, progress=_progress(args))]
     if study.qap is not None:
         names.append(_qap(study, args).study_name)
     url = storage_url(study, args.storage)
@@ -295,12 +312,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         studies = run_workers(study, args.workers, storage=args.storage, n_trials=args.n_trials,
                               timeout=args.timeout, synthetic=args.synthetic, rows=args.rows,
-                              progress=not args.quiet)
+                              progress=_progress(args))
     else:
         # a `qapbo worker` on another machine must not replay the proposals of the others
         worker = os.getpid() if args.command == "worker" else 0
         studies = run_search(study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
-                             progress=not args.quiet, worker=worker)
+                             progress=_progress(args), worker=worker)
     for ostudy in studies:
         front = ostudy.best_trials
         n = sum(t.state.name == "COMPLETE" for t in ostudy.get_trials(deepcopy=False))
@@ -314,10 +331,10 @@ def _qap(study: Any, args: argparse.Namespace) -> Any:
         from .workers import run_qap_workers
 
         return run_qap_workers(study, args.workers, storage=args.storage, synthetic=args.synthetic,
-                               rows=args.rows, progress=not args.quiet)
+                               rows=args.rows, progress=_progress(args))
     from .qap import run_qap
 
-    return run_qap(study, storage=args.storage, progress=not args.quiet)
+    return run_qap(study, storage=args.storage, progress=_progress(args))
 
 
 def cmd_qap(args: argparse.Namespace) -> int:
@@ -361,23 +378,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = spec.sized_for(data.n_features, data.n_classes)
     if data.synthetic:
         print("note: training on SYNTHETIC jets (synthetic-jets), not real LHC data", file=sys.stderr)
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
+    from .progress import EPOCH_SUMMARY_EVERY, bar as progress_bar
 
-        bar = tqdm(total=config.epochs, desc=spec.describe(), unit="epoch", file=sys.stderr, leave=False)
+    mode = _progress(args, quiet="none")
+    bar = progress_bar(mode, total=config.epochs, desc=spec.describe(), unit="epoch", leave=False)
 
     def progress(log: Any) -> None:
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(val_loss=f"{log.val_loss:.4f}", best=f"{log.best_val_loss:.4f}")
+        bar.update(1)
+        bar.set_postfix(val_loss=f"{log.val_loss:.4f}", best=f"{log.best_val_loss:.4f}")
+        if mode == "lines" and log.epoch % EPOCH_SUMMARY_EVERY == 0:
+            print(f"epoch {log.epoch:4d}/{config.epochs}  val_loss {log.val_loss:.4f}  best {log.best_val_loss:.4f}",
+                  file=sys.stderr, flush=True)
 
     try:
         result = train_and_measure(data, spec, config, callback=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     rec = result.record
+    if mode == "lines":
+        print(f"trained {rec['epochs']} epochs (best {rec['best_epoch']}) in {rec['seconds']:.1f} s", file=sys.stderr)
     if args.json:
         print(json.dumps(rec, indent=2, sort_keys=True))
     else:

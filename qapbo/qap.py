@@ -20,6 +20,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from .data import JetData, load_data
 from .models import build_model
 from .pareto import MIN_AUC_CONSTRAINT, min_auc_violation
+from .progress import resolve
 from .prune import initial_state_of, iterative_pruning
 from .storage import (
     artifact_dir,
@@ -82,17 +83,23 @@ def prepare_qap(study: StudyFile, storage: str | None = None) -> PreparedQap:
 def run_qap(
     study: StudyFile,
     storage: str | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     log: Callable[[str], None] | None = None,
     chains: Iterable[int] | None = None,
 ) -> optuna.Study:
     """Run (or resume) the QAP part of ``study``; returns the Optuna study holding its trials.
 
+    ``progress``: ``"bars"``, ``"lines"`` (one line per level), ``"none"`` or ``"auto"`` (bars
+    only when stderr is a terminal); True means auto, False lines.
+
     ``chains`` (indices into :func:`qap_chains`) restricts the run to those chains, taken in that
     order as they come: parallel workers pass the contents of a shared queue, so no two of them
     ever train the same chain.
     """
-    say = log or (lambda msg: print(msg, file=sys.stderr))
+    mode = resolve(progress)
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if mode == "none":
+        say = lambda msg: None  # noqa: E731
     prep = prepare_qap(study, storage)
     q = study.qap
     store = artifact_store(artifact_dir(study, prep.url))
@@ -108,7 +115,7 @@ def run_qap(
     say(f"qap {study.name}: {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)} "
         f"(study {prep.study.study_name}){'; data: ' + first.label if first.synthetic else ''}")
 
-    bars = _Bars(prep.total, len(prep.done), study.train.epochs, enabled=progress)
+    bars = _Bars(prep.total, len(prep.done), study.train.epochs, enabled=mode == "bars")
     try:
         for i in range(len(prep.chains)) if chains is None else chains:
             chain = prep.chains[i]

@@ -28,6 +28,8 @@ from .experiment import train_and_measure
 from .metrics import macro_auc
 from .models import build_model
 from .pareto import MIN_AUC_CONSTRAINT, is_feasible, min_auc_violation
+from .progress import bar as progress_bar
+from .progress import resolve
 from .prune import initial_state_of, iterative_pruning
 from .space import Candidate, SearchSettings, SearchSpace
 from .storage import artifact_dir, artifact_store, open_storage, open_study, redact, save_checkpoint, storage_url
@@ -187,7 +189,7 @@ def run_search(
     storage: str | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     log: Callable[[str], None] | None = None,
     worker: int = 0,
 ) -> list[optuna.Study]:
@@ -196,7 +198,10 @@ def run_search(
     Several processes (or machines) may run this on the same storage at once: they share the
     budget, and trials of a process that died are reaped and retried.
     """
-    say = log or (lambda msg: print(msg, file=sys.stderr))
+    mode = resolve(progress)
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if mode == "none":
+        say = lambda msg: None  # noqa: E731
     run = prepare_search(study, storage, n_trials, timeout, say)
     s = study.search
     store = artifact_store(artifact_dir(study, run.url))
@@ -213,12 +218,12 @@ def run_search(
         # by the worker index (workers starting together do not propose the same points).
         seed = study.seed + len(ostudy.trials) + 7919 * worker
         ostudy.sampler = make_sampler(s.sampler, seed, s, space)
-        _optimize(ostudy, Objective(study, space, run.data, store), run.n_trials, run.timeout, progress, say)
+        _optimize(ostudy, Objective(study, space, run.data, store), run.n_trials, run.timeout, mode, say)
     return run.studies
 
 
 def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, timeout: float | None,
-              progress: bool, say: Callable[[str], None]) -> None:
+              mode: str, say: Callable[[str], None]) -> None:
     """Run trials one ``optimize`` call at a time until the study holds ``n_trials`` COMPLETE ones.
 
     One trial per call lets every worker check the shared budget right before asking for a
@@ -227,11 +232,9 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
     are reaped once their heartbeat is older than the grace period (then FAIL, parameters
     retried). Optuna's own ``optimize`` keeps the heartbeat thread and failure handling.
     """
-    from tqdm import tqdm
-
-    bar = tqdm(total=n_trials, initial=_count(ostudy, TrialState.COMPLETE), desc=ostudy.study_name,
-               unit="trial", file=sys.stderr, disable=not progress)
-    say_ = (lambda m: bar.write(m, file=sys.stderr)) if progress else say
+    bar = progress_bar(mode, total=n_trials, initial=_count(ostudy, TrialState.COMPLETE), desc=ostudy.study_name,
+                       unit="trial")
+    say_ = (lambda m: bar.write(m, file=sys.stderr)) if mode == "bars" else say
     failures = [0]
     deadline = time.monotonic() + timeout if timeout else None
     grace = objective.settings.grace_period
