@@ -116,7 +116,7 @@ def fronts_figure(cmp: Comparison) -> Figure:
     if bad:
         ax.scatter([t.values[1] for t in bad], [t.values[0] for t in bad], zorder=3,
                    label=f"below min AUC: infeasible, on no front ({len(bad)})", **_INFEASIBLE)
-    for m in sorted({r.min_auc for r in cmp.results}):
+    for m in sorted({r.min_auc for r in cmp.results if r.infeasible}):  # the line explains the crosses
         ax.axhline(m, color="tab:gray", ls=":", lw=1.0)
         ax.annotate(f"min AUC {m:g}", (0.005, m), xycoords=("axes fraction", "data"), fontsize=6,
                     color="tab:gray", va="bottom")
