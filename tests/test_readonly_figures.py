@@ -85,22 +85,20 @@ def test_compare_and_plot_draw_any_study_and_change_nothing(storage, tmp_path):
     assert _snapshot(d) == before
 
 
-@pytest.mark.parametrize("target,plot_too", [("new/dir/results.db", True), ("empty.db", False),
-                                             ("results.db/below.db", False), (".", False)])
-def test_read_only_commands_never_create_storage(storage, tmp_path, target, plot_too):
+@pytest.mark.parametrize("target", ["new/dir/results.db", "empty.db", "results.db/below.db", "."])
+def test_read_only_commands_never_create_storage(storage, tmp_path, target, capsys):
+    from qapbo.cli import main  # in-process: the same code path as the console script, without its start-up
+
     d, _ = storage
     (tmp_path / "empty.db").write_bytes(b"")
     (tmp_path / "results.db").write_text("a plain file")
     before_here, before_store = _snapshot(tmp_path), _snapshot(d)
     url = f"sqlite:///{tmp_path / target}"
-    commands = [["compare", "--storage", url, "--out", str(d / "never")]]
-    if plot_too:
-        commands.append(["plot", "fronts", "--storage", url, "--out", str(d / "never")])
-    for args in commands:
-        p = qapbo(*args, cwd=tmp_path)
-        assert p.returncode == 2, p.stderr
-        lines = p.stderr.strip().splitlines()
-        assert len(lines) == 1 and "Traceback" not in p.stderr
+    for args in (["compare", "--storage", url, "--out", str(d / "never")],
+                 ["plot", "fronts", "--storage", url, "--out", str(d / "never")]):
+        assert main(args) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in lines[0]
         assert "server is running" not in lines[0] and "no finished trials" not in lines[0]
     assert _snapshot(tmp_path) == before_here and _snapshot(d) == before_store
 
