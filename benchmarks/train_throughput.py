@@ -4,9 +4,9 @@
 Variants (all on the same synthetic training rows, batch 1024, Adam + cross-entropy + L1 on the
 masked weights, masks re-applied after every step):
 
-  (a) float 16-64-32-32-5 + BatchNorm   qapbo.train.train, ModelSpec(weight_bits=32)
-  (b) Brevitas 8-bit                    qapbo.train.train, ModelSpec(weight_bits=8)
-  (c) Brevitas 4-bit                    qapbo.train.train, ModelSpec(weight_bits=4)
+  (a) float 16-64-32-32-5 + BatchNorm   qapbo.train.train, ModelSpec(n_inputs=16, n_classes=5, weight_bits=32)
+  (b) Brevitas 8-bit                    qapbo.train.train, ModelSpec(n_inputs=16, n_classes=5, weight_bits=8)
+  (c) Brevitas 4-bit                    qapbo.train.train, ModelSpec(n_inputs=16, n_classes=5, weight_bits=4)
   (d) reference-style loop, float       per-sample numpy Dataset + DataLoader(batch_size=1024,
                                         shuffle=True), as in pytorch-jet-classify
   (e) 8-bit through the Brevitas        the loop of qapbo.train written inline, calling
@@ -145,7 +145,7 @@ def slice_batches(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
 # ----------------------------------------------------------------------------- variants
 
 def run_qapbo(bits: int, data: JetData, n_epochs: int, threads: int) -> dict:
-    model = build_model(ModelSpec(weight_bits=bits), seed=0)
+    model = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=bits), seed=0)
     with ValTimer() as vt:
         res = train(model, data, TrainConfig(epochs=n_epochs, patience=n_epochs + 1, seed=0, threads=threads))
     if len(res.history) != n_epochs or len(vt.seconds) != n_epochs:
@@ -156,7 +156,7 @@ def run_qapbo(bits: int, data: JetData, n_epochs: int, threads: int) -> dict:
 
 
 def run_inline(bits: int, data: JetData, n_epochs: int, how: str) -> dict:
-    model = build_model(ModelSpec(weight_bits=bits), seed=0)
+    model = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=bits), seed=0)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     if how == "dataloader":
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
           f"rows; batch {BATCH} ({-(-n // BATCH)} steps/epoch); loaded in {time.perf_counter() - t0:.1f} s")
 
     # Same arithmetic check: the fused path and the Brevitas modules give the same logits.
-    m8 = build_model(ModelSpec(weight_bits=8), seed=0).train()
+    m8 = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=8), seed=0).train()
     xb = torch.from_numpy(data.x_train[:BATCH])
     with torch.no_grad():
         diff = float((m8(xb) - m8.reference_forward(xb)).abs().max())

@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default: 1)")
     o = t.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print the full record as JSON on stdout")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--quiet", action="store_true", help="no progress output (same as --progress none)")
+    _progress_arg(o, "a bar over epochs on a terminal, else a summary line every 10 epochs")
     t.set_defaults(func=cmd_train)
 
     q = _study_command(sub, "qap", "run (or resume) the quantization-aware pruning fronts of a study file",
@@ -196,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=_positive_int, default=1,
                    help="worker processes for the search and the QAP chains (default: 1); one torch thread each")
     _synthetic_args(r)
-    r.add_argument("--quiet", action="store_true", help="lines instead of progress bars")
+    r.add_argument("--quiet", action="store_true", help="lines instead of progress bars (same as --progress lines)")
+    _progress_arg(r, "bars on a terminal, else one line per trial and per level")
     r.set_defaults(func=cmd_run)
     return parser
 
@@ -212,7 +214,8 @@ def _study_command(sub: Any, name: str, help: str, description: str,
         p.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study (overrides the file)")
         p.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
     _synthetic_args(p)
-    p.add_argument("--quiet", action="store_true", help=quiet)
+    p.add_argument("--quiet", action="store_true", help=f"{quiet} (same as --progress lines)")
+    _progress_arg(p, "bars on a terminal, else one line per trial or level")
     return p
 
 
@@ -237,6 +240,20 @@ def _data_config(args: argparse.Namespace, **extra: Any) -> Any:
     return DataConfig(source=args.data, path=args.data_path, data_home=args.data_home, seed=args.seed,
                       **({"n_rows": args.rows} if generated and args.rows else {}),
                       **({"max_rows": args.rows} if not generated and args.rows else {}), **extra)
+
+
+def _progress_arg(p: Any, auto: str) -> None:
+    from .progress import MODES
+
+    p.add_argument("--progress", choices=MODES, default=None,
+                   help=f"progress output: bars, lines, none, or auto (default: {auto})")
+
+
+def _progress(args: argparse.Namespace, quiet: str = "lines") -> str:
+    """The progress mode the options ask for: --progress wins, --quiet means ``quiet``, else auto."""
+    from .progress import resolve
+
+    return resolve(args.progress or (quiet if args.quiet else "auto"))
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:
@@ -272,7 +289,7 @@ def _comparison(args: argparse.Namespace, names: Sequence[str] | None = None, ur
     url = url or args.storage or os.environ.get("QAPBO_STORAGE")
     if not url:
         raise QapboError("no storage given: pass --storage URL (e.g. sqlite:///runs/quickstart.db) or set QAPBO_STORAGE")
-    storage = open_storage(url)
+    storage = open_storage(url, read_only=True)  # compare and plot never create or change storage
     results = load_results(storage, names or args.studies)
     return compare(results, auc_targets=getattr(args, "auc_targets", None),
                    bops_budgets=getattr(args, "bops_budgets", None))
@@ -327,9 +344,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         names += [s.study_name for s in run_workers(study, args.workers, storage=args.storage,
                                                     synthetic=args.synthetic, rows=args.rows,
-                                                    progress=not args.quiet)]
+                                                    progress=_progress(args))]
     elif study.search is not None:
-        names += [s.study_name for s in run_search(study, storage=args.storage, progress=not args.quiet)]
+        names += [s.study_name for s in run_search(study, storage=args.storage, progress=_progress(args))]
     if study.qap is not None:
         names.append(_qap(study, args).study_name)
     url = storage_url(study, args.storage)
@@ -355,12 +372,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         studies = run_workers(study, args.workers, storage=args.storage, n_trials=args.n_trials,
                               timeout=args.timeout, synthetic=args.synthetic, rows=args.rows,
-                              progress=not args.quiet)
+                              progress=_progress(args))
     else:
         # a `qapbo worker` on another machine must not replay the proposals of the others
         worker = os.getpid() if args.command == "worker" else 0
         studies = run_search(study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
-                             progress=not args.quiet, worker=worker)
+                             progress=_progress(args), worker=worker)
     for ostudy in studies:
         front = ostudy.best_trials
         n = sum(t.state.name == "COMPLETE" for t in ostudy.get_trials(deepcopy=False))
@@ -374,10 +391,10 @@ def _qap(study: Any, args: argparse.Namespace) -> Any:
         from .workers import run_qap_workers
 
         return run_qap_workers(study, args.workers, storage=args.storage, synthetic=args.synthetic,
-                               rows=args.rows, progress=not args.quiet)
+                               rows=args.rows, progress=_progress(args))
     from .qap import run_qap
 
-    return run_qap(study, storage=args.storage, progress=not args.quiet)
+    return run_qap(study, storage=args.storage, progress=_progress(args))
 
 
 def cmd_qap(args: argparse.Namespace) -> int:
@@ -470,25 +487,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, l1=args.l1,
                          patience=args.patience, seed=args.seed, threads=args.threads)
     data = load_data(_data_config(args, test_path=args.test_path, label_column=args.label_column))
-    if data.source != "hdf5" and data.source != "openml":
+    spec = spec.sized_for(data.n_features, data.n_classes)
+    if data.source not in ("hdf5", "openml"):
         print(f"note: training on {data.label}", file=sys.stderr)
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
+    from .progress import EPOCH_SUMMARY_EVERY, bar as progress_bar
 
-        bar = tqdm(total=config.epochs, desc=spec.describe(), unit="epoch", file=sys.stderr, leave=False)
+    mode = _progress(args, quiet="none")
+    bar = progress_bar(mode, total=config.epochs, desc=spec.describe(), unit="epoch", leave=False)
 
     def progress(log: Any) -> None:
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(val_loss=f"{log.val_loss:.4f}", best=f"{log.best_val_loss:.4f}")
+        bar.update(1)
+        bar.set_postfix(val_loss=f"{log.val_loss:.4f}", best=f"{log.best_val_loss:.4f}")
+        if mode == "lines" and log.epoch % EPOCH_SUMMARY_EVERY == 0:
+            print(f"epoch {log.epoch:4d}/{config.epochs}  val_loss {log.val_loss:.4f}  best {log.best_val_loss:.4f}",
+                  file=sys.stderr, flush=True)
 
     try:
         result = train_and_measure(data, spec, config, callback=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     rec = result.record
+    if mode == "lines":
+        print(f"trained {rec['epochs']} epochs (best {rec['best_epoch']}) in {rec['seconds']:.1f} s", file=sys.stderr)
     if args.json:
         print(json.dumps(rec, indent=2, sort_keys=True))
     else:

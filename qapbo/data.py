@@ -161,7 +161,7 @@ def load_data(config: DataConfig) -> JetData:
                     f"test file {config.test_path} has other columns or classes than {config.path}: "
                     "use files written with the same columns"
                 )
-            yt = np.searchsorted(np.asarray(classes), np.asarray(classes_t)[yt])
+            yt = np.array([classes.index(c) for c in classes_t], dtype=np.int64)[yt]  # the train file's order
             test = (xt, yt)
     data = prepare(x, y, classes, features, config, test=test)
     data.generation = generation
@@ -482,8 +482,15 @@ def read_hdf5(path: str | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]
 
 
 def read_table(path: str | None, label_column: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    """CSV, Parquet or NPZ with one label column; every other column is a feature."""
+    """CSV, Parquet or NPZ with one label column; every other column is a feature.
+
+    Class names are the labels as the user wrote them (a CSV label column is read as text, so
+    ``01`` stays ``01``); numeric labels are ordered by value (2 before 10), others as text.
+    """
     p = Path(str(path))
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, not a table file; point --data-path (or [data] path) at a "
+                        ".csv, .parquet or .npz file inside it")
     if not p.is_file():
         raise DataError(f"{p}: no such file; check the data path (--data-path, or [data] path in a study file), or run on the synthetic jets (--synthetic)")
     suffix = p.suffix.lower()
@@ -501,11 +508,16 @@ def read_table(path: str | None, label_column: str) -> tuple[np.ndarray, np.ndar
                 names = [k for k in cols if k not in (label_column, "feature_names")]
                 x = np.column_stack([cols[k] for k in names]) if names else np.empty((len(cols[label_column]), 0))
             labels = cols[label_column]
+            if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+                raise DataError(f"{p}: feature arrays are not real numbers ({x.dtype}); convert or drop them")
         elif suffix in (".csv", ".parquet", ".pq"):
             import pandas as pd
 
             if suffix == ".csv":
-                df = pd.read_csv(p)
+                if p.stat().st_size == 0:
+                    raise DataError(f"{p}: the file is empty; write a header line and one row per jet")
+                # labels as text: "01" and "1.0" stay as written; empty cells become NaN (missing)
+                df = pd.read_csv(p, dtype={label_column: str})
             else:
                 try:
                     df = pd.read_parquet(p)
@@ -516,12 +528,19 @@ def read_table(path: str | None, label_column: str) -> tuple[np.ndarray, np.ndar
                     f"{p}: no column {label_column!r} (columns: {', '.join(map(str, df.columns[:20]))}); "
                     "set label_column to the column that holds the class"
                 )
+            if len(df) == 0:
+                raise DataError(f"{p}: no data rows (only the header {', '.join(map(str, df.columns[:20]))}); "
+                                "write one row per jet")
+            if list(df.columns).count(label_column) > 1:
+                raise DataError(f"{p}: {list(df.columns).count(label_column)} columns are named {label_column!r}; "
+                                "rename all but the label column")
             labels = df[label_column].to_numpy()
             feat = df.drop(columns=[label_column])
             names = [str(c) for c in feat.columns]
-            nonnum = [c for c in names if not pd.api.types.is_numeric_dtype(feat[c])]
+            nonnum = [str(c) for c in feat.columns if not pd.api.types.is_numeric_dtype(feat[c])
+                      or pd.api.types.is_complex_dtype(feat[c])]
             if nonnum:
-                raise DataError(f"{p}: column(s) {', '.join(nonnum)} are not numeric; drop or encode them")
+                raise DataError(f"{p}: column(s) {', '.join(nonnum[:10])} are not numeric; drop or encode them")
             x = feat.to_numpy(dtype=np.float64)
         else:
             raise DataError(f"{p}: unknown table format {suffix!r}; use .csv, .parquet or .npz")
@@ -529,7 +548,45 @@ def read_table(path: str | None, label_column: str) -> tuple[np.ndarray, np.ndar
         raise
     except Exception as exc:
         raise DataError(f"{p}: unreadable ({type(exc).__name__}: {exc}); check the file") from None
-    if x.shape[1] == 0:
+    if x.ndim != 2 or x.shape[1] == 0:
         raise DataError(f"{p}: no feature columns besides {label_column!r}")
-    classes, y = np.unique(np.asarray(labels).astype(str), return_inverse=True)
-    return x, y, tuple(str(c) for c in classes), tuple(names)
+    classes, y = _encode_labels(np.asarray(labels), p, label_column)
+    return x, y, classes, tuple(names)
+
+
+def _encode_labels(labels: np.ndarray, where: Path, label_column: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """Class names as written and integer labels; numeric labels ordered by value, others as text."""
+    if labels.ndim != 1:
+        raise DataError(f"{where}: labels {label_column!r} have shape {labels.shape}; expected one label per row")
+    text = [_label_text(v) for v in labels.tolist()]
+    missing = [i for i, t in enumerate(text) if t is None]
+    if missing:
+        first = ", ".join(str(i + 1) for i in missing[:5])
+        raise DataError(f"{where}: {len(missing)} row(s) have no label in {label_column!r} (data rows {first}"
+                        f"{', ...' if len(missing) > 5 else ''}, counting from 1); fill in or drop those rows")
+    names = sorted(set(text), key=_label_order_key(text))
+    index = {n: i for i, n in enumerate(names)}
+    return tuple(names), np.array([index[t] for t in text], dtype=np.int64)
+
+
+def _label_text(v: Any) -> str | None:
+    """A label as the user wrote it; None for a missing one (NaN, None, empty text)."""
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", errors="replace")
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))  # an integer column that pandas or numpy stored as float
+    t = str(v)
+    return t if t.strip() else None
+
+
+def _label_order_key(text: Sequence[str]):
+    """Order by number when every label is a finite number, else by text."""
+    try:
+        nums = {t: float(t) for t in set(text)}
+    except ValueError:
+        return lambda t: t
+    if not all(np.isfinite(v) for v in nums.values()):
+        return lambda t: t
+    return lambda t: (nums[t], t)

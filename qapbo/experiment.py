@@ -58,9 +58,7 @@ def train_and_measure(
     model: JetTagger | None = None,
 ) -> Measurement:
     """Build (or continue) a model, train it to early stop, and measure it on the test split."""
-    if spec.n_inputs != data.n_features or spec.n_classes != data.n_classes:
-        spec = ModelSpec(**{**spec.to_dict(), "n_inputs": data.n_features, "n_classes": data.n_classes,
-                            "hidden": tuple(spec.hidden)})
+    spec = spec.sized_for(data.n_features, data.n_classes)  # from the data; a mismatch is refused
     if model is None:
         model = build_model(spec, seed=config.seed)
     result = train(model, data, config, callback=callback)

@@ -123,7 +123,8 @@ def export_trial(
     url = storage_url(study, storage)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         raise ExportError(f"no results at {redact(url)}; run the study first, or pass --storage")
-    ostudy = optuna.load_study(study_name=_pick_study(study, open_storage(url), study_name, url), storage=url)
+    rdb = open_storage(url, read_only=True)  # export only reads the storage
+    ostudy = optuna.load_study(study_name=_pick_study(study, rdb, study_name, url), storage=rdb)
     frozen = next((t for t in ostudy.get_trials(deepcopy=False) if t.number == trial), None)
     if frozen is None or frozen.state != optuna.trial.TrialState.COMPLETE:
         done = [t.number for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
@@ -132,7 +133,7 @@ def export_trial(
                           f"{_ranges(done) or 'none'} (see `qapbo compare` or `optuna trials`)")
     if "checkpoint" not in frozen.user_attrs:
         raise ExportError(f"trial {trial} of study {ostudy.study_name!r} has no checkpoint; it was not written by qapbo")
-    model, _ = load_checkpoint(artifact_store(artifact_dir(study, url)), frozen.user_attrs["checkpoint"])
+    model, _ = load_checkpoint(artifact_store(artifact_dir(study, url), create=False), frozen.user_attrs["checkpoint"])
     if model.spec.bn == "no-stats":
         raise ExportError(f"trial {trial} of study {ostudy.study_name!r} normalizes with batch statistics at inference "
                           "(bn = \"no-stats\"), so it cannot run one event at a time on hardware; export a trial with "

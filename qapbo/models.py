@@ -19,7 +19,7 @@ and the tests check both give bit-identical outputs and gradients.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 import torch
@@ -65,11 +65,15 @@ class ModelSpec:
     ``weight_bits`` has one entry per linear layer (hidden layers then output), ``act_bits`` one
     per hidden activation (default: the weight bits of the layer feeding it, as in PROTOCOL);
     a single int means "all layers". 32 is float. ``input_bits`` < 32 quantizes the input.
+
+    ``n_inputs`` and ``n_classes`` come from the data (:meth:`for_data`, or filled in by
+    :func:`qapbo.train_and_measure`); a spec without them cannot be built, so a network for other
+    data never silently gets the jets' 16 inputs and 5 classes.
     """
 
-    n_inputs: int = 16
+    n_inputs: int | None = None
     hidden: tuple[int, ...] = (64, 32, 32)
-    n_classes: int = 5
+    n_classes: int | None = None
     weight_bits: int | tuple[int, ...] = FLOAT_BITS
     act_bits: int | tuple[int, ...] | None = None
     input_bits: int = FLOAT_BITS
@@ -79,8 +83,10 @@ class ModelSpec:
         hidden = tuple(self.hidden)
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise SpecError(f"hidden widths {list(hidden)} must be positive integers")
-        if self.n_inputs < 1 or self.n_classes < 2:
-            raise SpecError(f"need at least 1 input and 2 classes, got {self.n_inputs} and {self.n_classes}")
+        for name, low in (("n_inputs", 1), ("n_classes", 2)):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise SpecError(f"need at least 1 input and 2 classes, got {self.n_inputs} and {self.n_classes}")
         if self.bn not in BN_MODES:
             raise SpecError(f"unknown BN mode {self.bn!r}: use one of {', '.join(BN_MODES)}")
         wb = _bits_tuple(self.weight_bits, len(hidden) + 1, "weight bits", ())
@@ -91,8 +97,28 @@ class ModelSpec:
         object.__setattr__(self, "act_bits", ab)
         object.__setattr__(self, "input_bits", ib)
 
+    @classmethod
+    def for_data(cls, data: Any, **kwargs: Any) -> "ModelSpec":
+        """A spec with the input and class counts of ``data`` (a :class:`qapbo.JetData`)."""
+        return cls(n_inputs=data.n_features, n_classes=data.n_classes, **kwargs)
+
+    def sized_for(self, n_inputs: int, n_classes: int) -> "ModelSpec":
+        """This spec for data of ``n_inputs`` features and ``n_classes`` classes; refuses a mismatch."""
+        have = (self.n_inputs or n_inputs, self.n_classes or n_classes)
+        if have != (n_inputs, n_classes):
+            raise SpecError(f"the model has {self.n_inputs} inputs and {self.n_classes} classes but the data has "
+                            f"{n_inputs} features and {n_classes} classes; build the spec with "
+                            "ModelSpec.for_data(data, ...) or leave n_inputs and n_classes unset")
+        return replace(self, n_inputs=n_inputs, n_classes=n_classes)
+
+    def check_sized(self) -> None:
+        if self.n_inputs is None or self.n_classes is None:
+            raise SpecError("the model spec has no input or class count; build it with ModelSpec.for_data(data, ...) "
+                            "or give n_inputs and n_classes: qapbo does not guess the data's shape")
+
     @property
     def widths(self) -> tuple[int, ...]:
+        self.check_sized()
         return (self.n_inputs, *self.hidden, self.n_classes)
 
     def describe(self) -> str:
@@ -102,7 +128,8 @@ class ModelSpec:
         w = f"w{self.weight_bits[0]}" if len(wb) == 1 else "w" + "/".join(map(str, self.weight_bits))
         a = (f"a{self.act_bits[0]}" if len(ab) == 1 else "a" + "/".join(map(str, self.act_bits))) if ab else ""
         i = f" in{self.input_bits}" if self.input_bits != FLOAT_BITS else ""
-        return f"{'-'.join(map(str, self.widths))} {w} {a}{i} bn={self.bn}".replace("  ", " ")
+        sizes = (self.n_inputs or "?", *self.hidden, self.n_classes or "?")
+        return f"{'-'.join(map(str, sizes))} {w} {a}{i} bn={self.bn}".replace("  ", " ")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -157,6 +184,7 @@ class JetTagger(nn.Module):
             Uint8ActPerTensorFloatMaxInit,
         )
 
+        spec.check_sized()
         self.spec = spec
         widths = spec.widths
         self.input_quant: nn.Module | None = None

@@ -5,10 +5,15 @@ constraints); the front of a union of studies is taken the same way, on an in-me
 holding their trials. The 2-D hypervolume is written here: Optuna 5.0 has no public one (its
 private one raises on points beyond the reference), and in 2-D it is a short sorted sweep.
 Hypervolume lives in (AUC, log10 BOPs): BOPs span orders of magnitude.
+
+A network whose AUC is below the study's ``min_auc`` is infeasible (an Optuna constraint named
+``min_auc``): a constant-output network at AUC 0.5 with a few thousand BOPs is a valid Pareto
+point and a useless tagger, so it stays off every front, hypervolume and "on the front" message.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -20,6 +25,21 @@ from optuna.trial import FrozenTrial, TrialState
 from .errors import QapboError
 
 DIRECTIONS = ("maximize", "minimize")
+#: Default minimum useful AUC: chance (0.5) plus a margin of 0.05, beyond the test-set noise of a
+#: chance-level tagger on a few thousand jets.
+DEFAULT_MIN_AUC = 0.55
+MIN_AUC_CONSTRAINT = "min_auc"  # Optuna constraint key: min_auc - AUC, <= 0 is feasible
+ATTR_MIN_AUC = "qapbo_min_auc"  # study user attribute
+
+
+def min_auc_violation(auc: float, min_auc: float) -> float:
+    """Optuna's convention: <= 0 is feasible."""
+    return float(min_auc) - float(auc)
+
+
+def is_feasible(t: FrozenTrial) -> bool:
+    """Every stored constraint (min AUC and the user's own) satisfied, as Optuna judges it."""
+    return all(v <= 0.0 for v in t.constraints.values())
 
 
 class NoResultsError(QapboError):
@@ -35,10 +55,16 @@ class StudyResult:
     trials: list[FrozenTrial]
     synthetic: bool
     data_note: str = ""  # what the data was, as its trials recorded it (e.g. "no detector simulation")
+    min_auc: float = DEFAULT_MIN_AUC
 
     @property
     def front(self) -> list[FrozenTrial]:
         return pareto_front(self.trials)
+
+    @property
+    def infeasible(self) -> list[FrozenTrial]:
+        """Trials that break a constraint (e.g. AUC below min_auc): drawn apart, never on a front."""
+        return [t for t in self.trials if not is_feasible(t)]
 
     def by_replicate(self) -> dict[Any, list[FrozenTrial]]:
         """Trials grouped by (seed, cross-validation fold): the replicates behind mean and spread."""
@@ -61,23 +87,35 @@ def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str
         s = optuna.load_study(study_name=name, storage=storage)
         if len(s.directions) != 2:
             continue
-        trials = [t for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+        min_auc = float(s.user_attrs.get(ATTR_MIN_AUC, DEFAULT_MIN_AUC))
+        trials = [_with_min_auc(t, min_auc) for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if t.values and len(t.values) == 2 and all(math.isfinite(v) for v in t.values)]
         kind = s.user_attrs.get("qapbo_kind", "other")
         synthetic = any(t.user_attrs.get("synthetic", False) for t in trials)
         note = "; ".join(sorted({str(t.user_attrs["data_note"]) for t in trials if "data_note" in t.user_attrs}))
         shares = sorted({t.params.get("randomized", 0.0) for t in trials})
         if len(shares) <= 1:
-            out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic, data_note=note))
+            out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic, data_note=note, min_auc=min_auc))
             continue
         for share in shares:  # a label-randomization sweep: one front per randomized share
             sub = [t for t in trials if t.params.get("randomized", 0.0) == share]
             out.append(StudyResult(name=f"{name} [labels {share:.0%} random]", kind=kind, trials=sub,
-                                   synthetic=synthetic, data_note=note))
+                                   synthetic=synthetic, data_note=note, min_auc=min_auc))
     return out
 
 
+def _with_min_auc(t: FrozenTrial, min_auc: float) -> FrozenTrial:
+    """``t`` with a min-AUC constraint; trials stored before qapbo recorded one get the study's."""
+    if MIN_AUC_CONSTRAINT in t.constraints:
+        return t
+    t = copy.copy(t)
+    t.system_attrs = dict(t.system_attrs)
+    t.set_constraint(MIN_AUC_CONSTRAINT, min_auc_violation(t.values[0], min_auc))
+    return t
+
+
 def pareto_front(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """Non-dominated trials (AUC up, BOPs down), sorted by BOPs, via Optuna's Pareto code."""
+    """Non-dominated feasible trials (AUC up, BOPs down), sorted by BOPs, via Optuna's Pareto code."""
     trials = list(trials)
     if not trials:
         return []
@@ -138,7 +176,8 @@ def hypervolume_history(trials: Sequence[FrozenTrial], ref: tuple[float, float])
     """(trial number, cumulative training seconds, hypervolume of the front so far), by trial number."""
     out, pts, spent = [], [], 0.0
     for t in sorted(trials, key=lambda t: t.number):
-        pts.append((t.values[0], t.values[1]))
+        if is_feasible(t):
+            pts.append((t.values[0], t.values[1]))
         spent += float(t.user_attrs.get("seconds", 0.0))
         out.append((t.number, spent, hypervolume(pts, ref)))
     return out
@@ -178,8 +217,9 @@ class Comparison:
         elif self.data_notes:
             lines.append(f"**Data: {' | '.join(self.data_notes)}.**\n")
         lines.append(f"Hypervolume in (AUC, log10 BOPs) with reference point AUC = {self.ref[0]:g}, "
-                     f"BOPs = {self.ref[1]:.4g} (the same for every study below).\n")
-        head = ["study", "kind", "trials", "front", "hypervolume"]
+                     f"BOPs = {self.ref[1]:.4g} (the same for every study below). Networks below a study's "
+                     "min_auc are infeasible: counted apart, on no front, in no hypervolume.\n")
+        head = ["study", "kind", "trials", "front", "below min AUC", "hypervolume"]
         head += [f"min BOPs @ AUC>={t:g}" for t in self.auc_targets]
         head += [f"best AUC @ BOPs<={b:.0e}" for b in self.bops_budgets]
         head += ["epochs", "train s"]
@@ -190,7 +230,7 @@ class Comparison:
             if r.get("hypervolume_seeds", 1) > 1:
                 hv = (f"{r['hypervolume_mean']:.4f} ± {r['hypervolume_std']:.4f} "
                       f"({r['hypervolume_seeds']} seeds/folds)")
-            cells = [r["study"], r["kind"], str(r["trials"]), str(r["front_size"]), hv]
+            cells = [r["study"], r["kind"], str(r["trials"]), str(r["front_size"]), str(r["infeasible"]), hv]
             cells += [_fmt_bops(r["min_bops_at_auc"][str(t)]) for t in self.auc_targets]
             cells += [_fmt_auc(r["best_auc_within_bops"][str(b)]) for b in self.bops_budgets]
             cells += [str(r["epochs"]), f"{r['seconds']:.0f}"]
@@ -221,6 +261,8 @@ def reference_point(results: Sequence[StudyResult]) -> tuple[float, float]:
 def default_targets(results: Sequence[StudyResult]) -> tuple[list[float], list[float]]:
     """AUC targets just below the best AUC of the union front; BOPs budgets at powers of ten."""
     union = pareto_front(t for r in results for t in r.trials)
+    if not union:  # every network below min_auc: nothing to target
+        return [], []
     best = max(t.values[0] for t in union)
     targets = sorted({round(best - d, 3) for d in (0.02, 0.01, 0.005)})
     lo = min(t.values[1] for t in union)
@@ -245,6 +287,7 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
         front = values(r.front)
         row: dict[str, Any] = {
             "study": r.name, "kind": r.kind, "trials": len(r.trials), "front_size": len(front),
+            "infeasible": len(r.infeasible),
             "hypervolume": hypervolume(front, ref),
             "min_bops_at_auc": {str(t): min_bops_at_auc(front, t) for t in targets},
             "best_auc_within_bops": {str(b): best_auc_within(front, b) for b in budgets},

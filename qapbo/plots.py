@@ -6,12 +6,14 @@ PNG and PDF.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
-from .pareto import Comparison, StudyResult, hypervolume, hypervolume_history, pareto_front, values
+from .pareto import Comparison, StudyResult, hypervolume, hypervolume_history, is_feasible, pareto_front, values
 
 if TYPE_CHECKING:
     from .data import JetData
@@ -23,6 +25,14 @@ _PRECISION_COLORS = {32: "black", 16: "tab:gray", 12: "tab:blue", 8: "tab:green"
                      4: "tab:red", 3: "tab:purple", 2: "tab:brown"}
 _SEARCH_COLORS = ("tab:cyan", "tab:olive", "tab:pink", "tab:purple", "tab:brown", "tab:blue")
 _PRECISION_MARKERS = {32: "o", 16: "P", 12: "D", 8: "^", 6: "s", 4: "v", 3: "<", 2: ">"}
+_INFEASIBLE = dict(marker="x", s=18, color="tab:gray", linewidths=1.0)
+MAX_PANELS_PER_ROW = 4
+
+
+def panel_grid(n: int, per_row: int = MAX_PANELS_PER_ROW) -> tuple[int, int]:
+    """(rows, columns) for ``n`` panels, at most ``per_row`` to a row."""
+    cols = max(1, min(n, per_row))
+    return math.ceil(max(n, 1) / cols), cols
 
 
 def _result_color(i: int, n: int) -> tuple:
@@ -40,7 +50,13 @@ def _data_note(cmp: Comparison) -> str:
     """A title line naming the data, so no figure made from synthetic jets can pass as real."""
     if cmp.synthetic:
         return "data: SYNTHETIC jets (synthetic-jets), not real LHC data"
-    return "data: " + (" | ".join(cmp.data_notes) or "hls4ml LHC jet dataset")
+    sources = sorted({str(t.user_attrs.get("data", {}).get("source", "unknown")) for r in cmp.results
+                      for t in r.trials if isinstance(t.user_attrs.get("data"), dict)})
+    if sources and set(sources) <= {"openml", "hdf5"}:
+        return "data: hls4ml LHC jet dataset"
+    if cmp.data_notes:  # e.g. pythia-jets: "... NO detector simulation"
+        return "data: " + " | ".join(cmp.data_notes)
+    return f"data: {', '.join(sources) or 'source not recorded'}"
 
 
 def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
@@ -71,7 +87,7 @@ def fronts_figure(cmp: Comparison) -> Figure:
     search = [r for r in cmp.results if r.kind != "qap"]
     for i, r in enumerate(search):
         color = _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
-        pts = values(r.trials)
+        pts = values(t for t in r.trials if is_feasible(t))
         ax.scatter([b for _, b in pts], [a for a, _ in pts], s=10, alpha=0.25, color=color, linewidths=0)
         front = values(r.front)
         ax.step([b for _, b in front], [a for a, _ in front], where="post", color=color, lw=2,
@@ -91,6 +107,7 @@ def fronts_figure(cmp: Comparison) -> Figure:
                 label = f"{_variant(r.name)}: {label}"
             if replicates > 1:
                 label += f" ({replicates} seeds/folds)"
+            trials = [t for t in trials if is_feasible(t)]  # infeasible levels are drawn apart below
             xs = [t.values[1] for t in trials]
             ys = [t.values[0] for t in trials]
             ax.plot(xs, ys, ls="-" if mode == "ft" else "--", marker=marker, ms=3.5, color=color, lw=1.2,
@@ -100,11 +117,23 @@ def fronts_figure(cmp: Comparison) -> Figure:
             for t in trials[1:]:  # pruning levels, marked by their sparsity
                 ax.annotate(f"{t.user_attrs.get('sparsity', 0):.0%}", (t.values[1], t.values[0]), fontsize=5.5,
                             color=color, xytext=(2, 2), textcoords="offset points")
+    bad = [t for r in cmp.results for t in r.infeasible]
+    if bad:
+        ax.scatter([t.values[1] for t in bad], [t.values[0] for t in bad], zorder=3,
+                   label=f"below min AUC: infeasible, on no front ({len(bad)})", **_INFEASIBLE)
+    for m in sorted({r.min_auc for r in cmp.results if r.infeasible}):  # the line explains the crosses
+        ax.axhline(m, color="tab:gray", ls=":", lw=1.0)
+        ax.annotate(f"min AUC {m:g}", (0.005, m), xycoords=("axes fraction", "data"), fontsize=6,
+                    color="tab:gray", va="bottom")
     ax.set_xscale("log")
     ax.set_xlabel(BOPS_LABEL)
     ax.set_ylabel(AUC_LABEL)
-    best = max(t.values[0] for r in cmp.results for t in r.trials)
-    ax.set_ylim(max(cmp.ref[0], best - 0.15), best + 0.01)  # the region that matters; the table has the rest
+    good = [t.values[0] for r in cmp.results for t in r.trials if is_feasible(t)]
+    best = max(good or [t.values[0] for r in cmp.results for t in r.trials])
+    low = max(cmp.ref[0], best - 0.15)
+    if bad:  # keep the infeasible points and the min-AUC line in view, below the fronts
+        low = min(low, min(t.values[0] for t in bad), min(r.min_auc for r in cmp.results)) - 0.01
+    ax.set_ylim(low, best + 0.01)  # the region that matters; the table has the rest
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title("AUC versus BOPs: search fronts and quantization-aware pruning (labels: pruned share)\n"
                  + _data_note(cmp), fontsize=10)
@@ -138,29 +167,50 @@ def plot_hypervolume(cmp: Comparison, out: Path) -> list[Path]:
 
 
 def plot_bkg_eff(cmp: Comparison, out: Path, class_names: Sequence[str] | None = None) -> list[Path]:
-    """Per-class background efficiency at 50 % signal efficiency versus BOPs, along each front."""
-    classes = list(class_names or next(iter(
-        t.user_attrs["bkg_eff_at_sig50"] for r in cmp.results for t in r.trials if "bkg_eff_at_sig50" in t.user_attrs)))
-    fig = Figure(figsize=(4 * len(classes), 4), layout="constrained")
-    axes = fig.subplots(1, len(classes), sharey=True)
-    axes = list(axes) if len(classes) > 1 else [axes]
+    """Per-class background efficiency at 50 % signal efficiency versus BOPs, along each front.
+
+    Panels wrap into rows for any number of classes. The y axis is symmetric-log: a class no
+    background jet is mistaken for (efficiency 0, common on easy data) stays on the plot.
+    """
+    stored = [t.user_attrs["bkg_eff_at_sig50"] for r in cmp.results for t in r.trials
+              if isinstance(t.user_attrs.get("bkg_eff_at_sig50"), dict)]
+    classes = list(class_names or (stored[0] if stored else []))
+    rows, cols = panel_grid(len(classes))
+    fig = Figure(figsize=(3.2 * cols + 0.5, 2.9 * rows + 0.8), layout="constrained")
+    title = f"Background efficiency at 50% signal efficiency along each front; {_data_note(cmp)}"
+    if not classes:
+        fig.text(0.5, 0.5, "no stored trial has per-class background efficiencies", ha="center", va="center")
+        fig.suptitle(title, fontsize=10)
+        return _save(fig, out, "bkg_eff")
+    grid = fig.subplots(rows, cols, sharey=True, squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    positive = []
     for i, r in enumerate(cmp.results):
         front = pareto_front(r.trials)
         color = "black" if r.kind == "qap" else _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
         for ax, c in zip(axes, classes):
             pts = [(t.values[1], t.user_attrs.get("bkg_eff_at_sig50", {}).get(c)) for t in front]
-            pts = [(b, e) for b, e in pts if e is not None and e > 0]
+            pts = [(b, float(e)) for b, e in pts if isinstance(e, (int, float)) and math.isfinite(e) and b > 0]
+            positive += [e for _, e in pts if e > 0]
             ax.plot([b for b, _ in pts], [e for _, e in pts], marker="o", ms=3, color=color,
                     ls="--" if r.kind == "qap" else "-", label=f"{r.name} front")
-    for ax, c in zip(axes, classes):
+    floor = 10.0 ** math.floor(math.log10(min(positive))) if positive else 1e-3
+    for k, ax in enumerate(axes):
+        if k >= len(classes):
+            ax.set_visible(False)
+            continue
         ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(f"class {c}")
-        ax.set_xlabel("BOPs (log scale)")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide in narrow panels
+        ax.set_yscale("symlog", linthresh=floor)  # linear below the smallest measured value: 0 fits
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"class {classes[k]}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("background efficiency at 50% signal efficiency")
-    axes[-1].legend(fontsize=7)
-    fig.suptitle(f"Background efficiency at 50% signal efficiency along each front; {_data_note(cmp)}",
+        if k // cols == rows - 1 or k + cols >= len(classes):
+            ax.set_xlabel("BOPs (log scale)")
+        if k % cols == 0:
+            ax.set_ylabel("bkg. eff. @ 50% sig. eff.")
+    axes[0].legend(fontsize=6)
+    fig.suptitle(title + f"\n(symmetric log scale, linear below {floor:g}; 0 = no background jet passed)",
                  fontsize=10)
     return _save(fig, out, "bkg_eff")
 

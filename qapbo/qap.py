@@ -19,6 +19,8 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from .data import JetData, load_data
 from .models import build_model
+from .pareto import MIN_AUC_CONSTRAINT, min_auc_violation
+from .progress import resolve
 from .prune import initial_state_of, iterative_pruning
 from .storage import (
     artifact_dir,
@@ -81,17 +83,23 @@ def prepare_qap(study: StudyFile, storage: str | None = None) -> PreparedQap:
 def run_qap(
     study: StudyFile,
     storage: str | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     log: Callable[[str], None] | None = None,
     chains: Iterable[int] | None = None,
 ) -> optuna.Study:
     """Run (or resume) the QAP part of ``study``; returns the Optuna study holding its trials.
 
+    ``progress``: ``"bars"``, ``"lines"`` (one line per level), ``"none"`` or ``"auto"`` (bars
+    only when stderr is a terminal); True means auto, False lines.
+
     ``chains`` (indices into :func:`qap_chains`) restricts the run to those chains, taken in that
     order as they come: parallel workers pass the contents of a shared queue, so no two of them
     ever train the same chain.
     """
-    say = log or (lambda msg: print(msg, file=sys.stderr))
+    mode = resolve(progress)
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if mode == "none":
+        say = lambda msg: None  # noqa: E731
     prep = prepare_qap(study, storage)
     q = study.qap
     store = artifact_store(artifact_dir(study, prep.url))
@@ -107,7 +115,7 @@ def run_qap(
     say(f"qap {study.name}: {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)} "
         f"(study {prep.study.study_name}); data: {first.label}")
 
-    bars = _Bars(prep.total, len(prep.done), study.train.epochs, enabled=progress)
+    bars = _Bars(prep.total, len(prep.done), study.train.epochs, enabled=mode == "bars")
     try:
         for i in range(len(prep.chains)) if chains is None else chains:
             chain = prep.chains[i]
@@ -160,12 +168,14 @@ def _run_chain(ostudy, store, data, study, chain, done, dists, bars, say) -> Non
         trial = optuna.trial.create_trial(
             params=params, distributions=dists, values=[rec["auc"], rec["bops"]], user_attrs=attrs,
             state=optuna.trial.TrialState.COMPLETE,
+            constraints={MIN_AUC_CONSTRAINT: min_auc_violation(rec["auc"], study.min_auc)},
         )
         trial.datetime_start = trial.datetime_complete - timedelta(seconds=rec["seconds"])  # real duration
         ostudy.add_trial(trial)
         bars.level_done(f"{tag} level {res.level:2d} ({rec['sparsity']:6.2%} pruned): AUC {rec['auc']:.4f}  "
                         f"BOPs {rec['bops']:,.0f}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
-                        f"{rec['seconds']:.1f} s{_collapsed(rec['sparsity_per_layer'])}", say)
+                        f"{rec['seconds']:.1f} s{_collapsed(rec['sparsity_per_layer'])}"
+                        f"{'  (below min_auc: infeasible, on no front)' if rec['auc'] < study.min_auc else ''}", say)
 
 
 def _collapsed(per_layer: list[float]) -> str:

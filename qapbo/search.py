@@ -27,6 +27,9 @@ from .errors import QapboError, TrainingError
 from .experiment import train_and_measure
 from .metrics import macro_auc
 from .models import build_model
+from .pareto import MIN_AUC_CONSTRAINT, is_feasible, min_auc_violation
+from .progress import bar as progress_bar
+from .progress import resolve
 from .prune import initial_state_of, iterative_pruning
 from .space import Candidate, SearchSettings, SearchSpace
 from .storage import artifact_dir, artifact_store, open_storage, open_study, redact, save_checkpoint, storage_url
@@ -96,6 +99,7 @@ class Objective:
         rec["constraints"] = [c.violation(rec) for c in self.settings.constraints]
         for c, v in zip(self.settings.constraints, rec["constraints"]):
             trial.set_constraint(str(c), v)  # <= 0 is feasible; samplers and best_trials read it
+        trial.set_constraint(MIN_AUC_CONSTRAINT, min_auc_violation(rec["auc"], self.study.min_auc))
         rec["checkpoint"] = save_checkpoint(self.store, trial, model, {"study": trial.study.study_name,
                                                                           "trial": trial.number})
         rec["kind"] = "search"
@@ -185,7 +189,7 @@ def run_search(
     storage: str | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     log: Callable[[str], None] | None = None,
     worker: int = 0,
 ) -> list[optuna.Study]:
@@ -194,7 +198,10 @@ def run_search(
     Several processes (or machines) may run this on the same storage at once: they share the
     budget, and trials of a process that died are reaped and retried.
     """
-    say = log or (lambda msg: print(msg, file=sys.stderr))
+    mode = resolve(progress)
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if mode == "none":
+        say = lambda msg: None  # noqa: E731
     run = prepare_search(study, storage, n_trials, timeout, say)
     s = study.search
     store = artifact_store(artifact_dir(study, run.url))
@@ -211,12 +218,12 @@ def run_search(
         # by the worker index (workers starting together do not propose the same points).
         seed = study.seed + len(ostudy.trials) + 7919 * worker
         ostudy.sampler = make_sampler(s.sampler, seed, s, space)
-        _optimize(ostudy, Objective(study, space, run.data, store), run.n_trials, run.timeout, progress, say)
+        _optimize(ostudy, Objective(study, space, run.data, store), run.n_trials, run.timeout, mode, say)
     return run.studies
 
 
 def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, timeout: float | None,
-              progress: bool, say: Callable[[str], None]) -> None:
+              mode: str, say: Callable[[str], None]) -> None:
     """Run trials one ``optimize`` call at a time until the study holds ``n_trials`` COMPLETE ones.
 
     One trial per call lets every worker check the shared budget right before asking for a
@@ -225,11 +232,9 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
     are reaped once their heartbeat is older than the grace period (then FAIL, parameters
     retried). Optuna's own ``optimize`` keeps the heartbeat thread and failure handling.
     """
-    from tqdm import tqdm
-
-    bar = tqdm(total=n_trials, initial=_count(ostudy, TrialState.COMPLETE), desc=ostudy.study_name,
-               unit="trial", file=sys.stderr, disable=not progress)
-    say_ = (lambda m: bar.write(m, file=sys.stderr)) if progress else say
+    bar = progress_bar(mode, total=n_trials, initial=_count(ostudy, TrialState.COMPLETE), desc=ostudy.study_name,
+                       unit="trial")
+    say_ = (lambda m: bar.write(m, file=sys.stderr)) if mode == "bars" else say
     failures = [0]
     deadline = time.monotonic() + timeout if timeout else None
     grace = objective.settings.grace_period
@@ -238,10 +243,12 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
         if ft.state == TrialState.COMPLETE:
             failures[0] = 0
             bar.update(1)
-            front = {t.number for t in st.best_trials}
+            front = {t.number for t in st.best_trials}  # feasible trials only: constraints are stored
             params = " ".join(f"{k}={_fmt(v)}" for k, v in ft.params.items())
+            where = "on the front" if ft.number in front else "dominated" if is_feasible(ft) else \
+                f"infeasible: {_violated(ft)}"
             say_(f"trial {ft.number:3d}  {params}  |  AUC {ft.values[0]:.4f}  BOPs {ft.values[1]:,.0f}  |  "
-                 f"{'on the front' if ft.number in front else 'dominated'} ({len(front)} on front)")
+                 f"{where} ({len(front)} on front)")
         else:
             failures[0] += 1
             say_(f"trial {ft.number:3d}  {ft.state.name}: {ft.user_attrs.get('fail_reason', 'no reason recorded')}")
@@ -306,6 +313,12 @@ def _reap(ostudy: optuna.Study, running: list[optuna.trial.FrozenTrial], say: Ca
 
 def _count(ostudy: optuna.Study, state: TrialState) -> int:
     return len(ostudy.get_trials(deepcopy=False, states=(state,)))
+
+
+def _violated(ft: optuna.trial.FrozenTrial) -> str:
+    """Which constraints a trial breaks, e.g. ``AUC below min_auc``."""
+    names = [("AUC below min_auc" if k == MIN_AUC_CONSTRAINT else k) for k, v in ft.constraints.items() if v > 0]
+    return ", ".join(names)
 
 
 def _fmt(v: Any) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from .data import DataConfig
 from .errors import QapboError
 from .models import BN_MODES, ModelSpec
+from .pareto import DEFAULT_MIN_AUC
 from .train import TrainConfig
 
 #: PROTOCOL's cumulative pruned fractions: 0, 10, ..., 90, 96.66, 98.88 %.
@@ -47,7 +48,8 @@ _QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (in
 _SEARCH = {"sampler": (str, "tpe"), "n_trials": (int, None), "timeout": (float, None), "preset": (str, None),
            "precisions": (list, None), "space": (dict, None), "heartbeat_interval": (int, 10),
            "grace_period": (int, 30), "max_retry": (int, 2)}
-_OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, "minimize"), "constraints": (list, [])}
+_OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, "minimize"), "constraints": (list, []),
+               "min_auc": (float, DEFAULT_MIN_AUC)}
 SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES}
 #: Search keys that only set the budget or liveness checks: changing them keeps a study resumable.
 SEARCH_BUDGET_KEYS = ("n_trials", "timeout", "heartbeat_interval", "grace_period", "max_retry")
@@ -84,6 +86,8 @@ class StudyFile:
     path: str = "<memory>"
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
     text: str = field(default="", repr=False)
+    #: networks with a lower test AUC are infeasible (an Optuna constraint): never on a front
+    min_auc: float = DEFAULT_MIN_AUC
 
     @property
     def config_hash(self) -> str:
@@ -153,8 +157,16 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     for sec, schema in SECTIONS.items():
         if sec in sections or sec in ("data", "train") or (sec == "objectives" and "search" in sections):
             canonical[sec] = _check(sections.get(sec, {}), schema, where, f"[{sec}]")
+    min_auc = canonical.get("objectives", {}).get("min_auc", DEFAULT_MIN_AUC)
     if "objectives" in canonical and "search" not in canonical:
-        raise StudyFileError(f"{where}: [objectives] only applies to a [search] section; add one or remove it")
+        search_only = [k for k in ("auc", "bops", "constraints") if k in sections["objectives"]]
+        if search_only:
+            raise StudyFileError(f"{where}: [objectives] {', '.join(search_only)} only applies to a [search] "
+                                 "section; add one or keep only min_auc")
+        del canonical["objectives"]  # min_auc alone: it is stored with the [qap] settings below
+    if not (math.isfinite(min_auc) and 0.0 <= min_auc < 1.0):
+        raise StudyFileError(f"{where}: [objectives] min_auc {min_auc} must lie in [0, 1); the default "
+                             f"{DEFAULT_MIN_AUC} keeps chance-level (AUC 0.5) networks off the fronts")
     name = canonical["name"]
     if not name or any(c in name for c in "/\\:") or name.strip() != name:
         raise StudyFileError(f"{where}: name {name!r} must be non-empty, without slashes, colons or spaces "
@@ -184,6 +196,7 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     if "qap" in canonical:
         qap = _qap_settings(canonical["qap"], seed, where)
         canonical["qap"]["seeds"] = list(qap.seeds)
+        canonical["qap"]["min_auc"] = min_auc  # QAP levels below it are stored infeasible
     search = None
     if "search" in canonical:
         from .space import parse_search  # the search space is its own concept (qapbo.space)
@@ -197,7 +210,7 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
         raise StudyFileError(f"{where}: nothing to run; add a [qap] section, a [search] section, or both")
     return StudyFile(name=name, seed=seed, storage=canonical["storage"], artifacts=canonical["artifacts"],
                      description=canonical["description"], data=data, train=train, qap=qap, search=search,
-                     path=where, canonical=canonical, text=text)
+                     path=where, canonical=canonical, text=text, min_auc=min_auc)
 
 
 def _qap_settings(q: dict[str, Any], seed: int, where: str) -> QapSettings:

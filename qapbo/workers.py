@@ -24,6 +24,8 @@ import optuna
 from optuna.trial import TrialState
 
 from .errors import QapboError
+from .progress import bar as progress_bar
+from .progress import resolve
 from .search import prepare_search
 from .storage import redact
 from .studyfile import StudyFile, load_study_file
@@ -47,11 +49,11 @@ def _as_worker(path: str, synthetic: bool, rows: int | None, worker: int,
 
 
 def _search_worker(path: str, synthetic: bool, rows: int | None, storage: str, n_trials: int | None,
-                   timeout: float | None, worker: int) -> None:
+                   timeout: float | None, worker: int, lines: str = "lines") -> None:
     from .search import run_search
 
     _as_worker(path, synthetic, rows, worker, lambda study, log: run_search(
-        study, storage=storage, n_trials=n_trials, timeout=timeout, progress=False, worker=worker, log=log))
+        study, storage=storage, n_trials=n_trials, timeout=timeout, progress=lines, worker=worker, log=log))
 
 
 def run_workers(
@@ -62,7 +64,7 @@ def run_workers(
     timeout: float | None = None,
     synthetic: bool = False,
     rows: int | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     log: Callable[[str], None] | None = None,
 ) -> list[optuna.Study]:
     """Run ``study``'s search with ``workers`` processes; returns its studies when all are done."""
@@ -72,7 +74,7 @@ def run_workers(
     studies, url, budget = prepared.studies, prepared.url, prepared.n_trials
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_search_worker, name=f"qapbo-worker-{i}",
-                         args=(study.path, synthetic, rows, url, n_trials, timeout, i))
+                         args=(study.path, synthetic, rows, url, n_trials, timeout, i, _child(progress)))
              for i in range(workers)]
     say(f"starting {workers} workers on {redact(url)}")
     total = None if budget is None else budget * len(studies)
@@ -80,11 +82,12 @@ def run_workers(
     return [optuna.load_study(study_name=s.study_name, storage=url) for s in studies]
 
 
-def _qap_worker(path: str, synthetic: bool, rows: int | None, storage: str, queue, worker: int) -> None:
+def _qap_worker(path: str, synthetic: bool, rows: int | None, storage: str, queue, worker: int,
+                lines: str = "lines") -> None:
     from .qap import run_qap
 
     _as_worker(path, synthetic, rows, worker, lambda study, log: run_qap(
-        study, storage=storage, progress=False, chains=iter(queue.get, None), log=log))
+        study, storage=storage, progress=lines, chains=iter(queue.get, None), log=log))
 
 
 def run_qap_workers(
@@ -93,7 +96,7 @@ def run_qap_workers(
     storage: str | None = None,
     synthetic: bool = False,
     rows: int | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     log: Callable[[str], None] | None = None,
 ) -> optuna.Study:
     """Run (or resume) ``study``'s QAP chains with ``workers`` processes; returns its study when done.
@@ -116,7 +119,7 @@ def run_qap_workers(
         queue.put(i)
     queue.cancel_join_thread()  # chains left after a Ctrl-C must not hold up our exit
     procs = [ctx.Process(target=_qap_worker, name=f"qapbo-qap-worker-{i}",
-                         args=(study.path, synthetic, rows, prep.url, queue, i))
+                         args=(study.path, synthetic, rows, prep.url, queue, i, _child(progress)))
              for i in range(workers)]
     _run(procs, [prep.study], prep.total, "levels (all workers)", progress)
     return optuna.load_study(study_name=prep.study.study_name, storage=prep.url)
@@ -133,7 +136,12 @@ def _check(study: StudyFile, workers: int, log: Callable[[str], None] | None) ->
             f"{os.cpu_count()} cores; expect them to slow each other down")
 
 
-def _run(procs: list, studies: list[optuna.Study], total: int | None, desc: str, progress: bool) -> None:
+def _child(progress: bool | str) -> str:
+    """Workers write lines (one per trial or level) under the parent's bar; ``none`` silences them too."""
+    return "none" if resolve(progress) == "none" else "lines"
+
+
+def _run(procs: list, studies: list[optuna.Study], total: int | None, desc: str, progress: bool | str) -> None:
     """Start ``procs``, show the COMPLETE trials of ``studies`` until they end; raise if any failed."""
     for p in procs:
         p.start()
@@ -163,10 +171,8 @@ def _stop(procs: list) -> None:
             p.join()
 
 
-def _watch(procs: list, studies: list[optuna.Study], total: int | None, desc: str, progress: bool) -> None:
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="trial", file=sys.stderr, disable=not progress)
+def _watch(procs: list, studies: list[optuna.Study], total: int | None, desc: str, progress: bool | str) -> None:
+    bar = progress_bar(resolve(progress), total=total, desc=desc, unit="trial")
     try:
         while any(p.is_alive() for p in procs):
             done = sum(len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) for s in studies)

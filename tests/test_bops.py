@@ -25,7 +25,7 @@ def formula_total(bits: int, p: float = 1.0) -> float:
 )
 def test_protocol_values_formula_and_model(bits, expected):
     assert formula_total(bits) == pytest.approx(expected, abs=1e-6)
-    report = model_bops(build_model(ModelSpec(weight_bits=bits), seed=0))
+    report = model_bops(build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=bits), seed=0))
     assert report.total == pytest.approx(expected, abs=1e-6)
     assert round(report.total) == expected
     assert report.definition == BOPS_DEFINITION

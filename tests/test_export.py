@@ -100,7 +100,7 @@ def test_cli_export_is_the_stored_model_with_its_standardization(stored):
 
 
 def test_mixed_precision_widths_and_input_quantizer_reach_the_graph(tmp_path):
-    spec = ModelSpec(hidden=(8, 8), weight_bits=(6, 4, 8), act_bits=(5, 3), input_bits=12, bn="affine")
+    spec = ModelSpec(n_inputs=16, n_classes=5, hidden=(8, 8), weight_bits=(6, 4, 8), act_bits=(5, 3), input_bits=12, bn="affine")
     model = build_model(spec, seed=3).eval()
     out = to_qonnx(model, tmp_path / "mixed.onnx")
     assert sorted(quant_bit_widths(out)) == sorted([12, 6, 4, 8, 5, 3])
@@ -144,7 +144,7 @@ def test_missing_export_extra_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "qonnx", None)
     monkeypatch.setitem(sys.modules, "qonnx.core.modelwrapper", None)
     with pytest.raises(ExportError, match=r"pip install 'qapbo\[export\]'"):
-        to_qonnx(build_model(ModelSpec(hidden=(4,)), seed=0), tmp_path / "m.onnx")
+        to_qonnx(build_model(ModelSpec(n_inputs=16, n_classes=5, hidden=(4,)), seed=0), tmp_path / "m.onnx")
 
 
 def test_a_graph_that_fails_its_check_is_not_written(stored, tmp_path, monkeypatch):

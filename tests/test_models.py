@@ -8,14 +8,14 @@ from qapbo.models import ModelSpec, act_scale_param, build_model
 from qapbo.train import TrainConfig, train
 
 SPECS = [
-    ModelSpec(weight_bits=32),
-    ModelSpec(weight_bits=8),
-    ModelSpec(weight_bits=4, bn="no-affine"),
-    ModelSpec(weight_bits=6, bn="no-stats"),
-    ModelSpec(weight_bits=3, bn="none", input_bits=6),
-    ModelSpec(weight_bits=(4, 8, 6, 12), act_bits=(2, 16, 32)),
-    ModelSpec(hidden=(20,), weight_bits=(5, 32), bn="affine"),
-    ModelSpec(hidden=(12, 10, 8, 6, 4), weight_bits=2),
+    ModelSpec(n_inputs=16, n_classes=5, weight_bits=32),
+    ModelSpec(n_inputs=16, n_classes=5, weight_bits=8),
+    ModelSpec(n_inputs=16, n_classes=5, weight_bits=4, bn="no-affine"),
+    ModelSpec(n_inputs=16, n_classes=5, weight_bits=6, bn="no-stats"),
+    ModelSpec(n_inputs=16, n_classes=5, weight_bits=3, bn="none", input_bits=6),
+    ModelSpec(n_inputs=16, n_classes=5, weight_bits=(4, 8, 6, 12), act_bits=(2, 16, 32)),
+    ModelSpec(n_inputs=16, n_classes=5, hidden=(20,), weight_bits=(5, 32), bn="affine"),
+    ModelSpec(n_inputs=16, n_classes=5, hidden=(12, 10, 8, 6, 4), weight_bits=2),
 ]
 
 
@@ -67,7 +67,7 @@ def test_weight_ties_share_the_max_gradient_like_brevitas():
 
 
 def test_quantized_weights_take_at_most_2_to_the_b_minus_1_levels():
-    model = build_model(ModelSpec(weight_bits=3), seed=0)
+    model = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=3), seed=0)
     qw = model.linears[1].quant_weight()
     levels = torch.unique(qw.value.detach() / qw.scale.detach()).round()
     assert set(levels.tolist()) <= {-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0}  # narrow range, 3 bits
@@ -75,7 +75,7 @@ def test_quantized_weights_take_at_most_2_to_the_b_minus_1_levels():
 
 
 def test_pruned_weights_stay_exactly_zero_through_training(tiny_data):
-    model = _masked(build_model(ModelSpec(weight_bits=6), seed=0), keep=0.3)
+    model = _masked(build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=6), seed=0), keep=0.3)
     masks = [m.clone() for m in model.masks()]
     before = [w.detach().clone() for w in model.weight_params()]
     seen = []
@@ -99,9 +99,9 @@ def test_pruned_weights_stay_exactly_zero_through_training(tiny_data):
 
 
 def test_same_seed_same_initial_weights():
-    a = build_model(ModelSpec(weight_bits=6), seed=7).state_dict()
-    b = build_model(ModelSpec(weight_bits=6), seed=7).state_dict()
-    c = build_model(ModelSpec(weight_bits=6), seed=8).state_dict()
+    a = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=6), seed=7).state_dict()
+    b = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=6), seed=7).state_dict()
+    c = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=6), seed=8).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -125,12 +125,12 @@ def test_bad_specs_say_what_is_wrong(kwargs, match):
 
 
 def test_spec_round_trips_through_dict():
-    spec = ModelSpec(hidden=(10, 5), weight_bits=(4, 6, 8), act_bits=(3, 5), input_bits=8, bn="none")
+    spec = ModelSpec(n_inputs=16, n_classes=5, hidden=(10, 5), weight_bits=(4, 6, 8), act_bits=(3, 5), input_bits=8, bn="none")
     assert ModelSpec.from_dict(spec.to_dict()) == spec
     assert spec.describe() == "16-10-5-5 w4/6/8 a3/5 in8 bn=none"
 
 
-@pytest.mark.parametrize("spec", [ModelSpec(weight_bits=4), ModelSpec(weight_bits=6, input_bits=8)],
+@pytest.mark.parametrize("spec", [ModelSpec(n_inputs=16, n_classes=5, weight_bits=4), ModelSpec(n_inputs=16, n_classes=5, weight_bits=6, input_bits=8)],
                          ids=lambda s: s.describe())
 def test_fast_path_follows_load_state_dict(spec):
     # Brevitas rebuilds quantizer modules on load_state_dict: the fast path must see new values.
@@ -147,3 +147,18 @@ def test_fast_path_follows_load_state_dict(spec):
     model.load_state_dict(state)
     model.eval()
     assert torch.equal(model(x), fresh(x))
+
+
+def test_spec_takes_its_shape_from_the_data_or_refuses_to_guess(tiny_data):
+    from qapbo.experiment import train_and_measure
+    from qapbo.train import TrainConfig
+
+    with pytest.raises(SpecError, match="does not guess"):
+        build_model(ModelSpec(hidden=(8,)))
+    spec = ModelSpec.for_data(tiny_data, hidden=(8,))
+    assert (spec.n_inputs, spec.n_classes) == (16, 5) and spec.describe().startswith("16-8-5")
+    assert ModelSpec(hidden=(8,)).describe().startswith("?-8-?")
+    with pytest.raises(SpecError, match="the model has 10 inputs and 5 classes but the data has 16 features"):
+        train_and_measure(tiny_data, ModelSpec(n_inputs=10, n_classes=5, hidden=(8,)), TrainConfig(epochs=1))
+    rec = train_and_measure(tiny_data, ModelSpec(hidden=(8,)), TrainConfig(epochs=1, batch_size=512)).record
+    assert rec["model"]["n_inputs"] == 16 and rec["model"]["n_classes"] == 5

@@ -29,7 +29,7 @@ def test_global_magnitude_pruning_by_hand():
 
 
 def _run(tiny_data, mode, bits=6):
-    model = build_model(ModelSpec(weight_bits=bits), seed=0)
+    model = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=bits), seed=0)
     initial = initial_state_of(model)
     starts, epochs_checked = {}, []
 

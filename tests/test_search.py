@@ -192,7 +192,8 @@ def test_constraints_are_stored_for_the_sampler(tmp_path):
     for t in ostudy.trials:
         auc, bops = t.values
         assert t.user_attrs["constraints"] == pytest.approx([0.99 - auc, bops - 1e9])
-        assert t.constraints == pytest.approx({"auc >= 0.99": 0.99 - auc, "bops <= 1e+09": bops - 1e9})
+        assert t.constraints == pytest.approx({"auc >= 0.99": 0.99 - auc, "bops <= 1e+09": bops - 1e9,
+                                               "min_auc": 0.55 - auc})  # the study's minimum useful AUC
     assert ostudy.best_trials == []  # AUC 0.99 is out of reach: no feasible trial, no front
 
 

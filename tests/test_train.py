@@ -14,7 +14,7 @@ FAST = dict(epochs=6, lr=3e-3, batch_size=128, patience=3)
 
 
 def test_same_seed_gives_identical_metrics(tiny_data):
-    spec = ModelSpec(weight_bits=6)
+    spec = ModelSpec(n_inputs=16, n_classes=5, weight_bits=6)
     a = train_and_measure(tiny_data, spec, TrainConfig(seed=3, **FAST)).record
     b = train_and_measure(tiny_data, spec, TrainConfig(seed=3, **FAST)).record
     c = train_and_measure(tiny_data, spec, TrainConfig(seed=4, **FAST)).record
@@ -24,7 +24,7 @@ def test_same_seed_gives_identical_metrics(tiny_data):
 
 
 def test_early_stopping_restores_the_best_state(tiny_data):
-    model = build_model(ModelSpec(weight_bits=32), seed=0)
+    model = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=32), seed=0)
     # a large learning rate makes validation loss bounce, so the best epoch is not the last
     cfg = TrainConfig(epochs=40, lr=0.05, batch_size=64, patience=2, seed=0, l1=0.0)
     result = train(model, tiny_data, cfg)
@@ -37,7 +37,7 @@ def test_early_stopping_restores_the_best_state(tiny_data):
 
 
 def test_callback_sees_every_epoch_and_can_stop_training(tiny_data):
-    model = build_model(ModelSpec(weight_bits=4), seed=0)
+    model = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=4), seed=0)
     seen = []
 
     class Stop(Exception):
@@ -54,7 +54,7 @@ def test_callback_sees_every_epoch_and_can_stop_training(tiny_data):
 
 
 def test_non_finite_loss_is_a_training_error(tiny_data):
-    model = build_model(ModelSpec(weight_bits=32), seed=0)
+    model = build_model(ModelSpec(n_inputs=16, n_classes=5, weight_bits=32), seed=0)
     with torch.no_grad():
         model.weight_params()[0][0, 0] = math.nan
     with pytest.raises(TrainingError, match="loss became nan at epoch 1"):
@@ -64,7 +64,7 @@ def test_non_finite_loss_is_a_training_error(tiny_data):
 def test_threads_are_set_on_purpose(tiny_data):
     before = torch.get_num_threads()
     try:
-        train(build_model(ModelSpec(), seed=0), tiny_data, TrainConfig(epochs=1, threads=1))
+        train(build_model(ModelSpec(n_inputs=16, n_classes=5), seed=0), tiny_data, TrainConfig(epochs=1, threads=1))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -77,7 +77,7 @@ def test_bad_training_config(kwargs):
 
 
 def test_record_is_complete(tiny_data):
-    rec = train_and_measure(tiny_data, ModelSpec(hidden=(16, 8), weight_bits=4), TrainConfig(seed=0, **FAST)).record
+    rec = train_and_measure(tiny_data, ModelSpec(n_inputs=16, n_classes=5, hidden=(16, 8), weight_bits=4), TrainConfig(seed=0, **FAST)).record
     for key in ["auc", "auc_per_class", "accuracy", "bkg_eff_at_sig50", "sparsity", "sparsity_per_layer", "bops",
                 "bops_per_layer", "bops_definition", "epochs", "seconds", "data_fingerprint", "model", "versions"]:
         assert key in rec
