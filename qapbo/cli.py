@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--chunk-size", type=_positive_int, default=None,
                      help="jets per chunk file (default: 1000, or ROWS/classes when smaller; part of the "
                           "set's key, so a study finds the set generated with the default)")
-    gen.add_argument("--quiet", action="store_true", help="no progress output")
+    _progress_arg(gen, "bars on a terminal, else one line per finished chunk")
+    gen.add_argument("--quiet", action="store_true", help="no progress output (--progress none)")
     gen.set_defaults(func=cmd_data_generate)
 
     r = sub.add_parser("run", help="the main job: run a study file's search and QAP baseline, then compare",
@@ -439,12 +440,11 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
                                   chunk_size=args.chunk_size or jetgen.default_chunk_size(max(args.rows, 1), len(classes)))
     settings.validate()
     out = args.out or str(jetgen.set_dir(settings))
-    say = None if args.quiet else _generation_progress(out)
+    say = _generation_progress(out, _progress(args, quiet="none"))
     try:
         manifest = jetgen.generate_set(out, args.rows, settings, workers=args.workers, progress=say)
     finally:
-        if say is not None:
-            say.close()
+        say.close()
     counts = ", ".join(f"{c} {n}" for c, n in manifest["counts"].items())
     fills = sum(manifest["fills"].values())
     print(f"pythia-jets set in {out}: {counts} jets ({fills} with a filled ratio feature), "
@@ -453,21 +453,21 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
 
 
 class _generation_progress:
-    """Jets per class: a bar on a terminal, else one line per finished chunk."""
+    """Jets per class: a bar (``bars``), one line per finished chunk (``lines``) or nothing."""
 
-    def __init__(self, out: str):
-        self.out, self.bar = out, None
+    def __init__(self, out: str, mode: str):
+        from .progress import bar
+
+        self.out, self.mode, self.bar = out, mode, None
+        self._make = lambda total: bar(mode, total=total, unit="jet", desc="pythia-jets")
 
     def __call__(self, p: Any) -> None:
         text = "  ".join(f"{c} {p.done[c]}/{p.wanted[c]}" for c in p.wanted)
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            if self.bar is None:
-                self.bar = tqdm(total=sum(p.wanted.values()), unit="jet", file=sys.stderr, desc="pythia-jets")
+        if self.mode == "bars":
+            self.bar = self.bar or self._make(sum(p.wanted.values()))
             self.bar.n = sum(p.done.values())
             self.bar.set_postfix_str(text)
-        else:
+        elif self.mode == "lines":
             print(f"pythia-jets {self.out}: {text}  ({p.seconds:.0f} s)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
