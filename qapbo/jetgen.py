@@ -284,7 +284,6 @@ def generate_jets(settings: GenSettings, cls: str, chunk: int, n_jets: int,
     events = 0
     while len(kept) < n_jets:  # the event stream is the seed's; batching only bounds memory
         prt = pythia.nextBatch(min(batch_events, max(10, n_jets - len(kept)))).prt
-        events += len(prt)
         aid = abs(prt.id)
         visible = prt[(prt.status > 0) & (aid != 12) & (aid != 14) & (aid != 16)]
         parts = ak.zip({"px": visible.p.px, "py": visible.p.py, "pz": visible.p.pz, "E": visible.p.e})
@@ -294,6 +293,7 @@ def generate_jets(settings: GenSettings, cls: str, chunk: int, n_jets: int,
         cons = seq.constituents(min_pt=low)
         hard = prt[prt.status == status]  # the class's own ids are picked per event below
         for ev in range(len(prt)):
+            events += 1  # events looked at (the rest of a last batch is generated, never used)
             _match_event(ak, jets[ev], cons[ev], hard[ev], ids, settings, kept)
             if len(kept) >= n_jets:
                 break
