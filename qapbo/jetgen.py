@@ -92,6 +92,11 @@ class GenSettings:
     fill_value: float = FILL_VALUE
     classes: tuple[str, ...] = CLASSES
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GenSettings":
+        """From a manifest's (JSON) settings; an unknown or missing key raises TypeError."""
+        return cls(**{k: tuple(v) if k == "classes" else v for k, v in d.items()})
+
     def validate(self) -> None:
         unknown = [c for c in self.classes if c not in PROCESSES]
         if unknown or not self.classes:
@@ -403,7 +408,7 @@ def load_set(path: str | Path, n_rows: int, settings: GenSettings | None = None,
     """
     path = Path(path)
     manifest = _read_manifest(path)
-    made = GenSettings(**{k: tuple(v) if k == "classes" else v for k, v in manifest["settings"].items()})
+    made = GenSettings.from_dict(manifest["settings"])
     if seed is not None and made.seed != seed:
         raise DataError(f"{path} holds a pythia-jets set made with seed {made.seed}, not {seed}: set the seed "
                         f"to {made.seed} or generate a set for seed {seed} elsewhere")
@@ -477,7 +482,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(f.read_text())
         if manifest.get("format") != GENERATOR_VERSION or not isinstance(manifest.get("chunks"), dict):
             raise ValueError(f"format {manifest.get('format')!r}")
-        GenSettings(**{k: tuple(v) if k == "classes" else v for k, v in manifest["settings"].items()})
+        GenSettings.from_dict(manifest["settings"])
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DataError(f"{f} is not a {GENERATOR_VERSION} manifest ({exc}): delete {path} and generate again") \
             from None
@@ -486,7 +491,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     chunks = manifest["chunks"]
-    settings = GenSettings(**{k: tuple(v) if k == "classes" else v for k, v in manifest["settings"].items()})
+    settings = GenSettings.from_dict(manifest["settings"])
     done = _counts(manifest, settings)
     manifest["counts"] = done
     manifest["fills"] = {c: sum(i["fills"] for n, i in chunks.items() if n.startswith(c + "-")) for c in done}
@@ -564,7 +569,7 @@ def _run_jobs(out: Path, settings: GenSettings, todo: list[tuple[str, int]],
 
 def _chunk_job(job: tuple[str, dict, str, int]) -> tuple[str, dict[str, Any]]:
     out, settings_dict, cls, k = job
-    settings = GenSettings(**{**settings_dict, "classes": tuple(settings_dict["classes"])})
+    settings = GenSettings.from_dict(settings_dict)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # Pythia's and FastJet's banners and warnings go to C stdout
     table, info, _, _ = generate_jets(settings, cls, k, settings.chunk_size)
