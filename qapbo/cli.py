@@ -403,7 +403,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for ostudy in studies:
         front = ostudy.best_trials
         n = sum(t.state.name == "COMPLETE" for t in ostudy.get_trials(deepcopy=False))
-        print(f"search {ostudy.study_name}: {n} COMPLETE trials, {len(front)} on the AUC-BOPs front, in "
+        print(f"search {ostudy.study_name}: {n} COMPLETE trials, {len(front)} on the AUC front ({'+'.join(study.search.costs)}), in "
               f"{redact(storage_url(study, args.storage))}")
     return 0
 
