@@ -215,8 +215,9 @@ def measure_costs(model: JetTagger, config: CostConfig = CostConfig(), hw: bool 
         rec["cost_note"] = f"float layers costed as hls4ml's default {config.float_format.hls()}"
     if hw is None:
         hw = hw_available()
+        if not hw:
+            notice_once()
     if not hw:
-        notice_once()
         return rec
     t0 = time.perf_counter()
     comb = trace(view)
