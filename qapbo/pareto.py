@@ -106,6 +106,9 @@ def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str
         min_auc = float(s.user_attrs.get(ATTR_MIN_AUC, DEFAULT_MIN_AUC))
         done = [_with_late_costs(t, s.user_attrs) for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.values and len(t.values) == len(s.directions) and all(math.isfinite(v) for v in t.values)]
+        if cost == "bops" and len(s.directions) == 2:  # trials without the attribute (not written by qapbo's
+            # measure) keep their second objective, which every such study minimized as BOPs
+            done = [t if cost_of(t, "bops") is not None else _with_attr(t, "bops", t.values[1]) for t in done]
         trials = [_with_min_auc(_as_point(t, cost), min_auc) for t in done if cost_of(t, cost) is not None]
         missing = len(done) - len(trials)
         kind = s.user_attrs.get("qapbo_kind", "other")
@@ -130,6 +133,12 @@ def _with_late_costs(t: FrozenTrial, study_attrs: dict[str, Any]) -> FrozenTrial
         return t
     t = copy.copy(t)
     t.user_attrs = {**late, **t.user_attrs}
+    return t
+
+
+def _with_attr(t: FrozenTrial, key: str, value: Any) -> FrozenTrial:
+    t = copy.copy(t)
+    t.user_attrs = {**t.user_attrs, key: value}
     return t
 
 

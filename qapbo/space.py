@@ -237,7 +237,7 @@ def parse_search(s: dict[str, Any], objectives: dict[str, Any], train: TrainConf
     costs = tuple(c for c in COSTS if objectives.get(c) is not None)
     if objectives["auc"] != "maximize" or any(objectives[c] != "minimize" for c in costs):
         raise SpaceError(f"{where}: [objectives] qapbo searches auc = \"maximize\" and minimizes costs "
-                         f"(e.g. luts = \"minimize\"); restrict the front with constraints instead")
+                         f"(bops = \"minimize\", or luts, ebops, latency); restrict the front with constraints instead")
     if len(costs) > MAX_COSTS:
         raise SpaceError(f"{where}: [objectives] {', '.join(costs)}: at most {MAX_COSTS} costs beside auc "
                          "(three objectives); keep one or two and put a bound on another as a constraint")
