@@ -135,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="write one figure from stored studies",
                         description="Write one kind of figure (PNG and PDF) from stored studies.")
-    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff", "efficiency", "features"],
-                    help="figure kind (features: every input feature's distribution per class, from data "
-                         "rather than storage)")
+    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff", "efficiency", "costs", "features"],
+                    help="figure kind (costs: BOPs against da4ml LUTs of every stored network; features: every "
+                         "input feature's distribution per class, from data rather than storage)")
     _comparison_args(pl)
     pl.add_argument("--out", default="runs/plots", help="directory for the figure (default: runs/plots)")
     fd = pl.add_argument_group("data (features only)")
@@ -165,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "pip install 'qapbo[hls4ml]' and g++)")
     _synthetic_args(e)
     e.set_defaults(func=cmd_export)
+
+    co = sub.add_parser("costs", help="measure missing costs (EBOPs, LUTs, latency) of stored trials from checkpoints",
+                        description="For every finished trial of a study file's stored studies that lacks a cost "
+                                    "(stored before qapbo measured it), load its checkpoint and measure it; the "
+                                    "values are kept on the study (Optuna never changes a finished trial) and "
+                                    "`qapbo compare --cost` uses them. Rerunning measures only what is missing. "
+                                    "Needs pip install 'qapbo[hw]'.")
+    co.add_argument("study", help="the study file the trials were run from, e.g. studies/quickstart.toml")
+    co.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
+                                      "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
+    _synthetic_args(co)
+    co.set_defaults(func=cmd_costs)
 
     dg = sub.add_parser("data", help="make physics-generated jets ahead of time (pythia-jets)",
                         description="Data sets that qapbo makes itself.")
@@ -280,7 +292,12 @@ def _comparison_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auc-targets", type=lambda t: [_float(x) for x in t.split(",") if x],
                    help="AUCs to reach, e.g. 0.9,0.92 (default: just below the best AUC)")
     p.add_argument("--bops-budgets", type=lambda t: [_float(x) for x in t.split(",") if x],
-                   help="BOPs budgets, e.g. 1e5,1e6 (default: powers of ten across the fronts)")
+                   help="cost budgets, e.g. 1e5,1e6 (in the --cost; default: powers of ten across the fronts)")
+    from .cost import COSTS
+
+    p.add_argument("--cost", default="bops", choices=list(COSTS),
+                   help="the cost the fronts, hypervolume, coverage and targets are drawn in (default: bops; "
+                        "luts and latency: da4ml's estimates, recorded when qapbo[hw] is installed)")
 
 
 def _comparison(args: argparse.Namespace, names: Sequence[str] | None = None, url: str | None = None):
@@ -290,10 +307,15 @@ def _comparison(args: argparse.Namespace, names: Sequence[str] | None = None, ur
     url = url or args.storage or os.environ.get("QAPBO_STORAGE")
     if not url:
         raise QapboError("no storage given: pass --storage URL (e.g. sqlite:///runs/quickstart.db) or set QAPBO_STORAGE")
+    from .pareto import cost_agreement
+
     storage = open_storage(url, read_only=True)  # compare and plot never create or change storage
-    results = load_results(storage, names or args.studies)
-    return compare(results, auc_targets=getattr(args, "auc_targets", None),
-                   bops_budgets=getattr(args, "bops_budgets", None))
+    cost = getattr(args, "cost", "bops")
+    results = load_results(storage, names or args.studies, cost=cost)
+    cmp = compare(results, auc_targets=getattr(args, "auc_targets", None),
+                  bops_budgets=getattr(args, "bops_budgets", None), cost=cost)
+    cmp.agreement = cost_agreement(load_results(storage, names or args.studies) if cost != "bops" else results)
+    return cmp
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -382,7 +404,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for ostudy in studies:
         front = ostudy.best_trials
         n = sum(t.state.name == "COMPLETE" for t in ostudy.get_trials(deepcopy=False))
-        print(f"search {ostudy.study_name}: {n} COMPLETE trials, {len(front)} on the AUC-BOPs front, in "
+        print(f"search {ostudy.study_name}: {n} COMPLETE trials, {len(front)} on the AUC front ({'+'.join(study.search.costs)}), in "
               f"{redact(storage_url(study, args.storage))}")
     return 0
 
@@ -427,6 +449,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         c = rep.hls4ml_check
         print(f"hls4ml C++ emulation on {c.rows} test rows: same class {c.same_class}/{c.rows}, "
               f"max logit difference {c.max_abs_diff:.2g} (tolerance {c.tolerance:g})")
+    return 0
+
+
+def cmd_costs(args: argparse.Namespace) -> int:
+    from .backfill import backfill_costs
+
+    study = _load_study(args)
+    done = backfill_costs(study, storage=args.storage, say=lambda m: print(m, file=sys.stderr, flush=True))
+    print("measured missing costs: " + (", ".join(f"{k} {v} trial(s)" for k, v in done.items()) or "no studies"))
     return 0
 
 
@@ -532,6 +563,8 @@ def format_record(rec: dict[str, Any]) -> str:
         ("bkg eff @ 50% sig", "  ".join(f"{k} {v:.4f}" for k, v in rec["bkg_eff_at_sig50"].items())),
         ("accuracy", f"{rec['accuracy']:.4f}"),
         ("BOPs", f"{rec['bops']:,.0f}  ({rec['bops_definition']})"),
+        *[(name, f"{rec[key]:,.0f}  ({rec[key + '_definition']})") for key, name in
+          (("ebops", "EBOPs"), ("luts", "LUTs (da4ml)"), ("latency", "latency (adders)")) if rec.get(key) is not None],
         ("sparsity", f"{rec['sparsity']:.2%}  per layer "
                      + " ".join(f"{s:.1%}" for s in rec["sparsity_per_layer"])),
         ("epochs", f"{rec['epochs']} (best {rec['best_epoch']})"),

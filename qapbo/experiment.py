@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from .bops import model_bops
+from .cost import measure_costs
 from .data import JetData
 from .metrics import evaluate
 from .models import JetTagger, ModelSpec, build_model
@@ -24,15 +24,14 @@ class Measurement:
     record: dict[str, Any]
 
 
-def measure(model: JetTagger, data: JetData, training: TrainResult | None = None) -> dict[str, Any]:
-    """Test-set metrics, sparsity and BOPs of ``model`` as one flat JSON-able record."""
+def measure(model: JetTagger, data: JetData, training: TrainResult | None = None,
+            hw: bool | None = None) -> dict[str, Any]:
+    """Test-set metrics, sparsity and every hardware cost (:mod:`qapbo.cost`) of ``model`` as one
+    flat JSON-able record. ``hw=False`` skips the da4ml trace (``luts``, ``latency``)."""
     metrics = evaluate(model, data.x_test, data.y_test, data.class_names)
-    bops = model_bops(model)
     record: dict[str, Any] = {
         **metrics,
-        "bops": bops.total,
-        "bops_per_layer": [layer.bops for layer in bops.layers],
-        "bops_definition": bops.definition,
+        **measure_costs(model, hw=hw),
         "model": model.spec.to_dict(),
         "model_name": model.spec.describe(),
         "data": data.describe(),

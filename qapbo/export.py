@@ -243,6 +243,17 @@ def _data_of(study: StudyFile, trial: optuna.trial.FrozenTrial) -> JetData:
     return data
 
 
+def _costs(trial: optuna.trial.FrozenTrial, model: JetTagger) -> dict[str, Any]:
+    """EBOPs and da4ml's LUTs and latency beside BOPs: as recorded, else measured now (qapbo.cost)."""
+    from .cost import COSTS, measure_costs
+
+    a = trial.user_attrs
+    if any(a.get(c) is None for c in COSTS):
+        a = {**measure_costs(model), **{k: v for k, v in a.items() if v is not None}}
+    return {k: a.get(k) for c in COSTS[1:] for k in (c, f"{c}_definition")} | \
+        {"cost_fixedpoint": a.get("cost_fixedpoint"), "cost_note": a.get("cost_note")}
+
+
 def _sidecar(out: Path, ostudy: optuna.Study, trial: optuna.trial.FrozenTrial, model: JetTagger, data: JetData,
              rows: int, diff: float, same: int) -> dict[str, Any]:
     a = trial.user_attrs
@@ -253,6 +264,7 @@ def _sidecar(out: Path, ostudy: optuna.Study, trial: optuna.trial.FrozenTrial, m
         "params": trial.params,
         "auc": a.get("auc"), "accuracy": a.get("accuracy"), "bops": a.get("bops"),
         "bops_definition": a.get("bops_definition"), "sparsity": a.get("sparsity"),
+        **_costs(trial, model),
         "spec": model.spec.to_dict(),
         "data": data.label,
         "synthetic": data.synthetic,

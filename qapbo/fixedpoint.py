@@ -174,15 +174,22 @@ def _requantize(x: np.ndarray, q: Requantizer) -> np.ndarray:
     return np.clip(np.round(x * q.inv_scale_format.round(q.inv_scale)), q.min_code, q.max_code)
 
 
-def fixed_point_view(model: JetTagger, input_range: tuple[float, float], precision: int) -> FixedPointView:
+def fixed_point_view(model: JetTagger, input_range: tuple[float, float], precision: int,
+                     input_format: Fixed | None = None, float_format: Fixed | None = None) -> FixedPointView:
     """The fixed-point form of a trained, fully quantized ``model`` at ``precision`` relative bits.
 
     ``input_range`` is the (min, max) of the (standardized) input the network will see.
+    ``input_format`` replaces the format derived from it for a float input (e.g. hls4ml's
+    ap_fixed<16,6>, as a hardware cost assumes). ``float_format`` lets float (32-bit) layers in,
+    written in that format as hls4ml's default configuration writes them: weights as its codes
+    (step ``2^-fraction``), a float ReLU's output saturated to its unsigned part. Such a view is
+    an approximation of the float network, not an exact form of it; without ``float_format``
+    a float layer is refused.
     """
     spec = model.spec
     floats = [i + 1 for i, b in enumerate(spec.weight_bits) if b == FLOAT_BITS]
     floats += [i + 1 for i, b in enumerate(spec.act_bits) if b == FLOAT_BITS]
-    if floats:
+    if floats and float_format is None:
         raise FixedPointError(f"layer {sorted(set(floats))[0]} is float (32 bits): only a network whose weights and "
                               "activations are all quantized has an exact fixed-point form")
     if spec.bn == "no-stats":
@@ -202,16 +209,24 @@ def fixed_point_view(model: JetTagger, input_range: tuple[float, float], precisi
         else:
             iq = None
             top = max(abs(lo), abs(hi), 2.0 ** -precision)
-            in_fmt = Fixed(_msb(top) + 2, precision - _msb(top))
+            in_fmt = input_format or Fixed(_msb(top) + 2, precision - _msb(top))
             h_max, h_frac, step = in_fmt.bounds[1] + 2.0 ** -in_fmt.fraction, in_fmt.fraction, 1.0
         layers = []
         last = len(model.linears) - 1
         for i, lin in enumerate(model.linears):
             c = model._wq[i]
-            # the integer codes and step exactly as Brevitas computes them (float32)
             w = weight_param(lin) * weight_mask(lin)
-            w_step = torch.clamp_min(w.abs().max(), c.clamp_min) / c.threshold
-            w_int = torch.round(w / w_step).numpy().astype(np.int64)
+            w_bits = spec.weight_bits[i]
+            if c is None:  # a float layer in float_format's codes, saturated
+                assert float_format is not None
+                w_step = torch.tensor(2.0 ** -float_format.fraction, dtype=torch.float64)
+                top = 2 ** (float_format.width - 1)
+                w_int = np.clip(torch.round(w.double() / w_step).numpy(), -top, top - 1).astype(np.int64)
+                w_bits = float_format.width
+            else:
+                # the integer codes and step exactly as Brevitas computes them (float32)
+                w_step = torch.clamp_min(w.abs().max(), c.clamp_min) / c.threshold
+                w_int = torch.round(w / w_step).numpy().astype(np.int64)
             scale = np.full(w_int.shape[0], step * float(w_step))
             bias = lin.bias.detach().double().numpy().copy()
             if i < last and spec.bn != "none":
@@ -233,9 +248,16 @@ def fixed_point_view(model: JetTagger, input_range: tuple[float, float], precisi
             relu_fmt = rq = None
             if i < last:
                 relu_fmt = Fixed(r_fmt.integer - 1, r_fmt.fraction, signed=False)
-                rq = _requantizer(model.acts[i], model._aq[i], signed=False, precision=precision)
-                h_max, h_frac, step = float(2 ** spec.act_bits[i] - 1), 0, rq.step
-            layers.append(LayerView(w_int, spec.weight_bits[i], scale, bias, s_fmt, b_fmt, acc_fmt, r_fmt,
+                if model._aq[i] is None:  # a float ReLU: float_format's non-negative codes
+                    assert float_format is not None
+                    f = float_format.fraction
+                    inv = 2.0 ** f
+                    rq = Requantizer(inv, Fixed(max(f + 2, 1), max(-f, 0)), Fixed(float_format.width - 1, 0, False),
+                                     2.0 ** -f, 0, 2 ** (float_format.width - 1) - 1)
+                else:
+                    rq = _requantizer(model.acts[i], model._aq[i], signed=False, precision=precision)
+                h_max, h_frac, step = float(rq.max_code), 0, rq.step
+            layers.append(LayerView(w_int, w_bits, scale, bias, s_fmt, b_fmt, acc_fmt, r_fmt,
                                     relu_fmt, rq))
     return FixedPointView(precision, (lo, hi), in_fmt, iq, tuple(layers))
 

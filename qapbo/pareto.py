@@ -42,6 +42,17 @@ def is_feasible(t: FrozenTrial) -> bool:
     return all(v <= 0.0 for v in t.constraints.values())
 
 
+#: study user attribute prefix of costs measured after a trial finished (``qapbo costs``): Optuna
+#: never changes a finished trial, so they are kept on the study, keyed by trial number
+ATTR_LATE_COSTS = "qapbo_costs_trial_"
+
+
+def cost_of(t: FrozenTrial, cost: str) -> float | None:
+    """The trial's ``cost`` (a :mod:`qapbo.cost` name) as recorded, or None."""
+    v = t.user_attrs.get(cost)
+    return None if v is None else float(v)
+
+
 class NoResultsError(QapboError):
     """The storage holds no finished trials to compare."""
 
@@ -56,6 +67,7 @@ class StudyResult:
     synthetic: bool
     data_note: str = ""  # what the data was, as its trials recorded it (e.g. "no detector simulation")
     min_auc: float = DEFAULT_MIN_AUC
+    missing_cost: int = 0  # COMPLETE trials without the compared cost (e.g. stored before it existed)
 
     @property
     def front(self) -> list[FrozenTrial]:
@@ -74,8 +86,12 @@ class StudyResult:
         return out
 
 
-def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str] | None = None) -> list[StudyResult]:
-    """Every (or the named) study in ``storage`` that has two objectives, with its COMPLETE trials."""
+def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str] | None = None,
+                 cost: str = "bops") -> list[StudyResult]:
+    """Every (or the named) study in ``storage`` with AUC and costs as objectives, with its COMPLETE
+    trials as (AUC, ``cost``) points: ``values`` is ``[auc, cost]`` whatever the study optimized,
+    so fronts, hypervolume and coverage below work in any cost. Trials lacking the cost are
+    counted in ``missing_cost``, never guessed."""
     all_names = optuna.study.get_all_study_names(storage)
     if names:
         missing = [n for n in names if n not in all_names]
@@ -85,23 +101,52 @@ def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str
     out = []
     for name in names or all_names:
         s = optuna.load_study(study_name=name, storage=storage)
-        if len(s.directions) != 2:
+        if len(s.directions) < 2:
             continue
         min_auc = float(s.user_attrs.get(ATTR_MIN_AUC, DEFAULT_MIN_AUC))
-        trials = [_with_min_auc(t, min_auc) for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                  if t.values and len(t.values) == 2 and all(math.isfinite(v) for v in t.values)]
+        done = [_with_late_costs(t, s.user_attrs) for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values and len(t.values) == len(s.directions) and all(math.isfinite(v) for v in t.values)]
+        if cost == "bops" and len(s.directions) == 2:  # trials without the attribute (not written by qapbo's
+            # measure) keep their second objective, which every such study minimized as BOPs
+            done = [t if cost_of(t, "bops") is not None else _with_attr(t, "bops", t.values[1]) for t in done]
+        trials = [_with_min_auc(_as_point(t, cost), min_auc) for t in done if cost_of(t, cost) is not None]
+        missing = len(done) - len(trials)
         kind = s.user_attrs.get("qapbo_kind", "other")
         synthetic = any(t.user_attrs.get("synthetic", False) for t in trials)
         note = "; ".join(sorted({str(t.user_attrs["data_note"]) for t in trials if "data_note" in t.user_attrs}))
         shares = sorted({t.params.get("randomized", 0.0) for t in trials})
         if len(shares) <= 1:
-            out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic, data_note=note, min_auc=min_auc))
+            out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic, data_note=note,
+                                   min_auc=min_auc, missing_cost=missing))
             continue
         for share in shares:  # a label-randomization sweep: one front per randomized share
             sub = [t for t in trials if t.params.get("randomized", 0.0) == share]
             out.append(StudyResult(name=f"{name} [labels {share:.0%} random]", kind=kind, trials=sub,
                                    synthetic=synthetic, data_note=note, min_auc=min_auc))
     return out
+
+
+def _with_late_costs(t: FrozenTrial, study_attrs: dict[str, Any]) -> FrozenTrial:
+    """``t`` with the costs ``qapbo costs`` measured after it finished (its own records win)."""
+    late = study_attrs.get(f"{ATTR_LATE_COSTS}{t.number}")
+    if not late:
+        return t
+    t = copy.copy(t)
+    t.user_attrs = {**late, **t.user_attrs}
+    return t
+
+
+def _with_attr(t: FrozenTrial, key: str, value: Any) -> FrozenTrial:
+    t = copy.copy(t)
+    t.user_attrs = {**t.user_attrs, key: value}
+    return t
+
+
+def _as_point(t: FrozenTrial, cost: str) -> FrozenTrial:
+    """A copy of ``t`` whose values are (AUC, ``cost``)."""
+    t = copy.copy(t)
+    t.values = [t.values[0], cost_of(t, cost)]
+    return t
 
 
 def _with_min_auc(t: FrozenTrial, min_auc: float) -> FrozenTrial:
@@ -193,6 +238,14 @@ class Comparison:
     bops_budgets: list[float]
     rows: list[dict[str, Any]] = field(default_factory=list)
     coverage: list[dict[str, Any]] = field(default_factory=list)
+    cost: str = "bops"  # the cost on the fronts' second axis (a qapbo.cost name)
+    agreement: dict[str, Any] | None = None  # cost_agreement() over the stored trials, when asked
+
+    @property
+    def label(self) -> str:
+        from .cost import LABELS
+
+        return LABELS[self.cost].split(" (")[0]
 
     @property
     def synthetic(self) -> bool:
@@ -204,8 +257,13 @@ class Comparison:
         return sorted({r.data_note for r in self.results if r.data_note})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reference_point": {"auc": self.ref[0], "bops": self.ref[1]},
-                "hypervolume_space": "(AUC, log10 BOPs)", "synthetic_data": self.synthetic,
+        from .cost import DEFINITIONS
+
+        return {"cost": self.cost, "cost_definition": DEFINITIONS[self.cost],
+                "reference_point": {"auc": self.ref[0], self.cost: self.ref[1]},
+                "hypervolume_space": f"(AUC, log10 {self.label})", "synthetic_data": self.synthetic,
+                "missing_cost": {r.name: r.missing_cost for r in self.results if r.missing_cost},
+                "cost_agreement": self.agreement,
                 "data": self.data_notes,
                 "auc_targets": self.auc_targets, "bops_budgets": self.bops_budgets,
                 "studies": self.rows, "coverage": self.coverage}
@@ -216,12 +274,17 @@ class Comparison:
             lines.append("**Data: SYNTHETIC jets (synthetic-jets), not real LHC data.**\n")
         elif self.data_notes:
             lines.append(f"**Data: {' | '.join(self.data_notes)}.**\n")
-        lines.append(f"Hypervolume in (AUC, log10 BOPs) with reference point AUC = {self.ref[0]:g}, "
-                     f"BOPs = {self.ref[1]:.4g} (the same for every study below). Networks below a study's "
+        lb = self.label
+        lines.append(f"Hypervolume in (AUC, log10 {lb}) with reference point AUC = {self.ref[0]:g}, "
+                     f"{lb} = {self.ref[1]:.4g} (the same for every study below). Networks below a study's "
                      "min_auc are infeasible: counted apart, on no front, in no hypervolume.\n")
+        for r in self.results:
+            if r.missing_cost:
+                lines.append(f"{r.name}: {r.missing_cost} trial(s) have no {self.cost} and are left out; "
+                             "`qapbo costs STUDY_FILE --storage URL` measures it from their checkpoints.\n")
         head = ["study", "kind", "trials", "front", "below min AUC", "hypervolume"]
-        head += [f"min BOPs @ AUC>={t:g}" for t in self.auc_targets]
-        head += [f"best AUC @ BOPs<={b:.0e}" for b in self.bops_budgets]
+        head += [f"min {lb} @ AUC>={t:g}" for t in self.auc_targets]
+        head += [f"best AUC @ {lb}<={b:.0e}" for b in self.bops_budgets]
         head += ["epochs", "train s"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -241,6 +304,8 @@ class Comparison:
             lines.append("|---|---|---|---|")
             for c in self.coverage:
                 lines.append(f"| {c['a']} | {c['b']} | {c['c_ab']:.2f} | {c['c_ba']:.2f} |")
+        if self.agreement:
+            lines.append(agreement_markdown(self.agreement))
         return "\n".join(lines)
 
 
@@ -272,17 +337,21 @@ def default_targets(results: Sequence[StudyResult]) -> tuple[list[float], list[f
 
 
 def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = None,
-            auc_targets: Sequence[float] | None = None, bops_budgets: Sequence[float] | None = None) -> Comparison:
+            auc_targets: Sequence[float] | None = None, bops_budgets: Sequence[float] | None = None,
+            cost: str = "bops") -> Comparison:
     """All comparison numbers for ``results`` (studies without finished trials are refused)."""
     results = [r for r in results if r.trials]
     if not results:
+        if cost != "bops":
+            raise NoResultsError(f"no finished trial in this storage has {cost}: `qapbo costs STUDY_FILE --storage "
+                                 "URL` measures it from the stored checkpoints (needs pip install 'qapbo[hw]')")
         raise NoResultsError("no finished trials to compare in this storage: run `qapbo search`, `qapbo qap` "
                              "or `qapbo run` first, or check --storage and --studies")
     ref = ref or reference_point(results)
     t_def, b_def = default_targets(results)
     targets = list(auc_targets) if auc_targets else t_def
     budgets = list(bops_budgets) if bops_budgets else b_def
-    cmp = Comparison(results=list(results), ref=ref, auc_targets=targets, bops_budgets=budgets)
+    cmp = Comparison(results=list(results), ref=ref, auc_targets=targets, bops_budgets=budgets, cost=cost)
     for r in results:
         front = values(r.front)
         row: dict[str, Any] = {
@@ -293,7 +362,7 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
             "best_auc_within_bops": {str(b): best_auc_within(front, b) for b in budgets},
             "epochs": int(sum(t.user_attrs.get("epochs", 0) for t in r.trials)),
             "seconds": float(sum(t.user_attrs.get("seconds", 0.0) for t in r.trials)),
-            "front": [{"number": t.number, "auc": t.values[0], "bops": t.values[1], "params": t.params}
+            "front": [{"number": t.number, "auc": t.values[0], cost: t.values[1], "params": t.params}
                       for t in r.front],
         }
         reps = r.by_replicate()
@@ -307,3 +376,53 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
             fa, fb = values(a.front), values(b.front)
             cmp.coverage.append({"a": a.name, "b": b.name, "c_ab": coverage(fa, fb), "c_ba": coverage(fb, fa)})
     return cmp
+
+
+def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None = None) -> dict[str, Any]:
+    """Do the costs agree? Over every stored trial: Spearman's rank correlation of each pair of costs,
+    and, per study, the trials on the AUC front under one cost but not under another.
+
+    ``results`` may be loaded in any cost: each trial's own records give every cost it has.
+    """
+    from scipy.stats import spearmanr
+
+    from .cost import COSTS
+
+    costs = list(costs or COSTS)
+    trials = [t for r in results for t in r.trials]
+    pairs = []
+    for i, a in enumerate(costs):
+        for b in costs[i + 1:]:
+            both = [(cost_of(t, a), cost_of(t, b)) for t in trials if cost_of(t, a) is not None
+                    and cost_of(t, b) is not None]
+            rho = float(spearmanr([x for x, _ in both], [y for _, y in both]).statistic) if len(both) > 2 else None
+            pairs.append({"a": a, "b": b, "trials": len(both), "spearman": rho})
+    fronts = []
+    for r in results:
+        on = {}
+        for c in costs:
+            have = [_as_point(t, c) for t in r.trials if cost_of(t, c) is not None]
+            if len(have) == len(r.trials) and have:
+                on[c] = {t.number for t in pareto_front(have)}
+        for i, a in enumerate(costs):
+            for b in costs[i + 1:]:
+                if a in on and b in on:
+                    fronts.append({"study": r.name, "a": a, "b": b, "only_a": sorted(on[a] - on[b]),
+                                   "only_b": sorted(on[b] - on[a]), "both": len(on[a] & on[b])})
+    return {"correlations": pairs, "fronts": fronts}
+
+
+def agreement_markdown(agreement: dict[str, Any]) -> str:
+    lines = ["\nCost agreement over all stored trials: Spearman rank correlation of each pair of costs.\n",
+             "| cost A | cost B | trials | Spearman |", "|---|---|---|---|"]
+    for p in agreement["correlations"]:
+        rho = "—" if p["spearman"] is None or math.isnan(p["spearman"]) else f"{p['spearman']:.3f}"
+        lines.append(f"| {p['a']} | {p['b']} | {p['trials']} | {rho} |")
+    if agreement["fronts"]:
+        lines.append("\nAUC fronts under two costs: trials (numbers) on one front but not the other.\n")
+        lines.append("| study | A | B | on both | only under A | only under B |")
+        lines.append("|---|---|---|---|---|---|")
+        for f in agreement["fronts"]:
+            lines.append(f"| {f['study']} | {f['a']} | {f['b']} | {f['both']} | "
+                         f"{', '.join(map(str, f['only_a'])) or '—'} | {', '.join(map(str, f['only_b'])) or '—'} |")
+    return "\n".join(lines)

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from .errors import QapboError
 from .pareto import Comparison, StudyResult, hypervolume, hypervolume_history, is_feasible, pareto_front, values
 
 if TYPE_CHECKING:
     from .data import JetData
 
-KINDS = ("fronts", "hypervolume", "bkg-eff", "efficiency")
+KINDS = ("fronts", "hypervolume", "bkg-eff", "efficiency", "costs")
 BOPS_LABEL = "BOPs (bit operations per inference, log scale)"
 AUC_LABEL = "AUC (macro one-vs-rest, test set)"
 _PRECISION_COLORS = {32: "black", 16: "tab:gray", 12: "tab:blue", 8: "tab:green", 6: "tab:orange",
@@ -126,7 +127,7 @@ def fronts_figure(cmp: Comparison) -> Figure:
         ax.annotate(f"min AUC {m:g}", (0.005, m), xycoords=("axes fraction", "data"), fontsize=6,
                     color="tab:gray", va="bottom")
     ax.set_xscale("log")
-    ax.set_xlabel(BOPS_LABEL)
+    ax.set_xlabel(_cost_label(cmp))
     ax.set_ylabel(AUC_LABEL)
     good = [t.values[0] for r in cmp.results for t in r.trials if is_feasible(t)]
     best = max(good or [t.values[0] for r in cmp.results for t in r.trials])
@@ -135,7 +136,7 @@ def fronts_figure(cmp: Comparison) -> Figure:
         low = min(low, min(t.values[0] for t in bad), min(r.min_auc for r in cmp.results)) - 0.01
     ax.set_ylim(low, best + 0.01)  # the region that matters; the table has the rest
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title("AUC versus BOPs: search fronts and quantization-aware pruning (labels: pruned share)\n"
+    ax.set_title(f"AUC versus {cmp.label}: search fronts and quantization-aware pruning (labels: pruned share)\n"
                  + _data_note(cmp), fontsize=10)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     return fig
@@ -158,10 +159,10 @@ def plot_hypervolume(cmp: Comparison, out: Path) -> list[Path]:
     ax_n.set_xlabel("trial number")
     ax_t.set_xlabel("cumulative training time (s)")
     for ax in (ax_n, ax_t):
-        ax.set_ylabel("hypervolume in (AUC, log10 BOPs)")
+        ax.set_ylabel(f"hypervolume in (AUC, log10 {cmp.label})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Hypervolume (reference point AUC {cmp.ref[0]:g}, BOPs {cmp.ref[1]:.3g})\n{_data_note(cmp)}",
+    fig.suptitle(f"Hypervolume (reference point AUC {cmp.ref[0]:g}, {cmp.label} {cmp.ref[1]:.3g})\n{_data_note(cmp)}",
                  fontsize=10)
     return _save(fig, out, "hypervolume")
 
@@ -206,7 +207,7 @@ def plot_bkg_eff(cmp: Comparison, out: Path, class_names: Sequence[str] | None =
         ax.set_title(f"class {classes[k]}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         if k // cols == rows - 1 or k + cols >= len(classes):
-            ax.set_xlabel("BOPs (log scale)")
+            ax.set_xlabel(f"{cmp.label} (log scale)")
         if k % cols == 0:
             ax.set_ylabel("bkg. eff. @ 50% sig. eff.")
     axes[0].legend(fontsize=6)
@@ -231,11 +232,11 @@ def plot_efficiency(cmp: Comparison, out: Path) -> list[Path]:
     for ax, label in ((ax_e, "network efficiency (geo. mean of layers)"),
                       (ax_q, "aIQ = (AUC^2 x efficiency)^(1/3)")):
         ax.set_xscale("log")
-        ax.set_xlabel(BOPS_LABEL)
+        ax.set_xlabel(_cost_label(cmp))
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Neural efficiency versus BOPs; {_data_note(cmp)}", fontsize=10)
+    fig.suptitle(f"Neural efficiency versus {cmp.label}; {_data_note(cmp)}", fontsize=10)
     return _save(fig, out, "efficiency")
 
 
@@ -248,11 +249,62 @@ def plot(kind: str, cmp: Comparison, out: Path) -> list[Path]:
         return plot_bkg_eff(cmp, out)
     if kind == "efficiency":
         return plot_efficiency(cmp, out)
+    if kind == "costs":
+        return plot_costs(cmp, out)
     raise ValueError(f"unknown figure kind {kind!r}: use one of {', '.join(KINDS)}")
 
 
 def plot_all(cmp: Comparison, out: Path) -> list[Path]:
-    return [p for kind in KINDS for p in plot(kind, cmp, out)]
+    """Every figure; the cost figure only when some trial has LUTs."""
+    kinds = [k for k in KINDS if k != "costs" or _cost_pairs(cmp)]
+    return [p for kind in kinds for p in plot(kind, cmp, out)]
+
+
+def _cost_label(cmp: Comparison) -> str:
+    return BOPS_LABEL if cmp.cost == "bops" else f"{cmp.label} (log scale)"
+
+
+def _cost_pairs(cmp: Comparison) -> list[tuple[float, float, int, float]]:
+    """(BOPs, LUTs, weight bits, sparsity) of every stored trial that has both costs."""
+    out = []
+    for r in cmp.results:
+        for t in r.trials:
+            a = t.user_attrs
+            if a.get("bops") is not None and a.get("luts") is not None:
+                bits = a.get("model", {}).get("weight_bits", 32)
+                bits = max(bits) if isinstance(bits, (list, tuple)) else bits
+                out.append((float(a["bops"]), float(a["luts"]), int(bits), float(a.get("sparsity", 0.0))))
+    return out
+
+
+def plot_costs(cmp: Comparison, out: Path) -> list[Path]:
+    """BOPs against da4ml LUTs for every stored trial, coloured by precision (left) and by sparsity (right)."""
+    pts = _cost_pairs(cmp)
+    if not pts:
+        raise QapboError("no stored trial has LUTs: `qapbo costs STUDY_FILE --storage URL` measures them from "
+                         "the checkpoints (needs pip install 'qapbo[hw]')")
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax_p, ax_s = fig.subplots(1, 2)
+    bops, luts = [p[0] for p in pts], [max(p[1], 1.0) for p in pts]  # 0 LUTs (all pruned) drawn at 1
+    for bits in sorted({p[2] for p in pts}):
+        sel = [p for p in pts if p[2] == bits]
+        ax_p.scatter([p[0] for p in sel], [max(p[1], 1.0) for p in sel], s=12, alpha=0.7,
+                     color=_PRECISION_COLORS.get(bits, "tab:gray"), label="float" if bits == 32 else f"{bits}-bit")
+    sc = ax_s.scatter(bops, luts, c=[p[3] for p in pts], cmap="viridis", s=12, alpha=0.8, vmin=0.0, vmax=1.0)
+    fig.colorbar(sc, ax=ax_s, label="sparsity (pruned share of weights)")
+    for ax in (ax_p, ax_s):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(BOPS_LABEL)
+        ax.set_ylabel("LUTs (da4ml adder estimate, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    ax_p.legend(fontsize=7, title="weight precision", title_fontsize=7)
+    rho = next((p["spearman"] for p in (cmp.agreement or {}).get("correlations", [])
+                if {p["a"], p["b"]} == {"bops", "luts"}), None)
+    note = f"Spearman rank correlation {rho:.3f}; " if rho is not None else ""
+    fig.suptitle(f"BOPs against LUTs, {len(pts)} stored networks ({note}float layers costed as ap_fixed<16,6>)\n"
+                 f"{_data_note(cmp)}", fontsize=10)
+    return _save(fig, out, "costs")
 
 
 def plot_features(data: "JetData", out: Path) -> list[Path]:

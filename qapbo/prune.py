@@ -72,12 +72,15 @@ def iterative_pruning(
     start_level: int = 0,
     on_epoch: Callable[[int, EpochLog], None] | None = None,
     on_level_start: Callable[[int, JetTagger], None] | None = None,
+    hw: bool | None = None,
 ) -> Iterator[LevelResult]:
     """Train, measure and prune level by level; yields after each trained level.
 
     ``model`` enters trained at level ``start_level - 1`` (or untrained when ``start_level`` is
     0), so a resumed run continues exactly where a stopped one left off. Each level trains with
     the seed ``config.seed + level``, so levels do not depend on what ran before in the process.
+    ``hw=False`` leaves the da4ml costs out of the level records (a caller that keeps only the
+    last level measures them once itself).
     """
     if mode not in ("ft", "lt"):
         raise ValueError(f"mode must be 'ft' or 'lt', got {mode!r}")
@@ -91,7 +94,7 @@ def iterative_pruning(
         cfg = replace(config, seed=config.seed + level)
         cb = (lambda log, _lvl=level: on_epoch(_lvl, log)) if on_epoch is not None else None
         result = train(model, data, cfg, callback=cb)
-        record = measure(model, data, result)
+        record = measure(model, data, result, hw=hw)
         record["train_config"] = cfg.to_dict()
         record["versions"] = versions()
         yield LevelResult(level, schedule[level], Measurement(model=model, training=result, record=record))

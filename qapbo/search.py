@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from .data import JetData, load_data
 from .errors import QapboError, TrainingError
+from .cost import measure_costs
 from .experiment import train_and_measure
 from .metrics import macro_auc
 from .models import build_model
@@ -35,7 +36,7 @@ from .space import Candidate, SearchSettings, SearchSpace
 from .storage import artifact_dir, artifact_store, open_storage, open_study, redact, save_checkpoint, storage_url
 from .studyfile import PROTOCOL_SCHEDULE, StudyFile, StudyFileError
 
-DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs
+DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs (the default; [objectives] may name other costs)
 MAX_CONSECUTIVE_FAILURES = 10
 
 
@@ -83,7 +84,7 @@ class Objective:
         self.settings: SearchSettings = study.search
         self.xv = torch.from_numpy(data.x_val)
 
-    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         cand = self.space.suggest(trial, self.data.n_features, self.data.n_classes)
         trial.set_user_attr("model_name", cand.spec.describe())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, for debugging
@@ -105,7 +106,10 @@ class Objective:
         rec["kind"] = "search"
         for k, v in rec.items():
             trial.set_user_attr(k, v)
-        return rec["auc"], rec["bops"]
+        missing = [c for c in self.settings.costs if rec.get(c) is None]
+        if missing:
+            raise TrainingError(f"{', '.join(missing)} could not be measured: {rec.get('cost_note', 'see qapbo.cost')}")
+        return (rec["auc"], *(float(rec[c]) for c in self.settings.costs))
 
     def _train(self, trial: optuna.Trial, cand: Candidate) -> tuple[dict[str, Any], Any]:
         # Every trial derives its seeds from the study seed and its number: reproducible.
@@ -136,8 +140,8 @@ class Objective:
         model = build_model(cand.spec, seed=seed)
         initial = initial_state_of(model)
         levels = list(iterative_pruning(model, self.data, config, pruning_schedule(cand.sparsity), "ft", initial,
-                                        on_epoch=lambda lvl, log: report(lvl, log, model)))
-        rec = dict(levels[-1].measurement.record)
+                                        on_epoch=lambda lvl, log: report(lvl, log, model), hw=False))
+        rec = dict(levels[-1].measurement.record) | measure_costs(model)  # da4ml once, on the kept level
         # the trial's cost is every level's training, not the last level's alone
         rec["epochs"] = sum(lv.measurement.record["epochs"] for lv in levels)
         rec["seconds"] = sum(lv.measurement.record["seconds"] for lv in levels)
@@ -179,7 +183,7 @@ def prepare_search(study: StudyFile, storage: str | None = None, n_trials: int |
     studies, spaces = [], []
     for name, space in s.studies(study.name):
         studies.append(open_study(rdb, study, kind="search", sections=("data", "train", "search", "objectives"),
-                                  directions=DIRECTIONS, study_name=name))
+                                  directions=s.directions, study_name=name))
         spaces.append(space)
     return PreparedSearch(studies, spaces, url, data, n_trials, timeout)
 
@@ -247,7 +251,8 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
             params = " ".join(f"{k}={_fmt(v)}" for k, v in ft.params.items())
             where = "on the front" if ft.number in front else "dominated" if is_feasible(ft) else \
                 f"infeasible: {_violated(ft)}"
-            say_(f"trial {ft.number:3d}  {params}  |  AUC {ft.values[0]:.4f}  BOPs {ft.values[1]:,.0f}  |  "
+            costs = "  ".join(f"{c} {v:,.0f}" for c, v in zip(objective.settings.costs, ft.values[1:]))
+            say_(f"trial {ft.number:3d}  {params}  |  AUC {ft.values[0]:.4f}  {costs}  |  "
                  f"{where} ({len(front)} on front)")
         else:
             failures[0] += 1

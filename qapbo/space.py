@@ -20,9 +20,12 @@ from .studyfile import StudyFileError
 from .train import TrainConfig
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid", "botorch")
+#: costs beside AUC a search may minimize: every sampler above takes three objectives in Optuna 5
+#: (GPSampler and BoTorchSampler included), none is offered more
+MAX_COSTS = 2
 PRESETS = ("paper-bo",)
 PAPER_BO_PRECISIONS = (32, 12, 6, 4)
-CONSTRAINT_METRICS = ("auc", "bops", "accuracy", "sparsity")
+CONSTRAINT_METRICS = ("auc", "bops", "ebops", "luts", "latency", "accuracy", "sparsity")
 
 
 class SpaceError(StudyFileError):
@@ -176,6 +179,12 @@ class SearchSettings:
     heartbeat_interval: int
     grace_period: int
     max_retry: int
+    #: the costs minimized beside AUC (qapbo.cost names), in objective order
+    costs: tuple[str, ...] = ("bops",)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return ("maximize",) + ("minimize",) * len(self.costs)
 
     def studies(self, name: str) -> list[tuple[str, SearchSpace]]:
         """(Optuna study name, space) for each study this search runs."""
@@ -223,14 +232,21 @@ def parse_search(s: dict[str, Any], objectives: dict[str, Any], train: TrainConf
         size = math.prod(len(v) for v in grid.values())
         if s["n_trials"] is None:
             s = {**s, "n_trials": size}  # the whole grid, once
-    if objectives["auc"] != "maximize" or objectives["bops"] != "minimize":
-        raise SpaceError(f"{where}: [objectives] qapbo searches auc = \"maximize\" and bops = \"minimize\"; "
-                         "restrict the front with constraints instead")
+    from .cost import COSTS, require_hw
+
+    costs = tuple(c for c in COSTS if objectives.get(c) is not None)
+    if objectives["auc"] != "maximize" or any(objectives[c] != "minimize" for c in costs):
+        raise SpaceError(f"{where}: [objectives] qapbo searches auc = \"maximize\" and minimizes costs "
+                         f"(bops = \"minimize\", or luts, ebops, latency); restrict the front with constraints instead")
+    if len(costs) > MAX_COSTS:
+        raise SpaceError(f"{where}: [objectives] {', '.join(costs)}: at most {MAX_COSTS} costs beside auc "
+                         "(three objectives); keep one or two and put a bound on another as a constraint")
     constraints = tuple(_constraint(c, where) for c in objectives["constraints"])
+    require_hw(costs + tuple(c.metric for c in constraints), f"{where}: [objectives] ")
     return SearchSettings(sampler=s["sampler"], n_trials=s["n_trials"], timeout=s["timeout"], preset=s["preset"],
                           precisions=precisions, space=space, constraints=constraints,
                           heartbeat_interval=s["heartbeat_interval"], grace_period=s["grace_period"],
-                          max_retry=s["max_retry"])
+                          max_retry=s["max_retry"], costs=costs)
 
 
 def paper_bo_space(train: TrainConfig) -> SearchSpace:

@@ -48,7 +48,9 @@ _QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (in
 _SEARCH = {"sampler": (str, "tpe"), "n_trials": (int, None), "timeout": (float, None), "preset": (str, None),
            "precisions": (list, None), "space": (dict, None), "heartbeat_interval": (int, 10),
            "grace_period": (int, 30), "max_retry": (int, 2)}
-_OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, "minimize"), "constraints": (list, []),
+_COST_KEYS = ("bops", "ebops", "luts", "latency")  # qapbo.cost.COSTS
+_OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, None), "luts": (str, None),
+               "latency": (str, None), "constraints": (list, []),
                "min_auc": (float, DEFAULT_MIN_AUC)}
 SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES}
 #: Search keys that only set the budget or liveness checks: changing them keeps a study resumable.
@@ -158,8 +160,18 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
         if sec in sections or sec in ("data", "train") or (sec == "objectives" and "search" in sections):
             canonical[sec] = _check(sections.get(sec, {}), schema, where, f"[{sec}]")
     min_auc = canonical.get("objectives", {}).get("min_auc", DEFAULT_MIN_AUC)
+    if "objectives" in canonical:
+        obj = canonical["objectives"]
+        for k in _COST_KEYS[1:]:
+            if obj[k] is None:
+                del obj[k]  # absent costs stay out of the canonical form (older studies keep their hash)
+        if obj["bops"] is None:
+            if any(k in obj for k in _COST_KEYS[1:]):
+                del obj["bops"]
+            else:
+                obj["bops"] = "minimize"  # no cost named: PROTOCOL's BOPs
     if "objectives" in canonical and "search" not in canonical:
-        search_only = [k for k in ("auc", "bops", "constraints") if k in sections["objectives"]]
+        search_only = [k for k in ("auc", *_COST_KEYS, "constraints") if k in sections["objectives"]]
         if search_only:
             raise StudyFileError(f"{where}: [objectives] {', '.join(search_only)} only applies to a [search] "
                                  "section; add one or keep only min_auc")
