@@ -109,7 +109,8 @@ def test_formats_follow_the_rule():
 
 
 def test_emulation_is_the_model_at_high_precision_and_drifts_at_low():
-    spec = ModelSpec(hidden=(12, 8), weight_bits=(6, 4, 5), act_bits=(5, 3), input_bits=7, bn="affine")
+    spec = ModelSpec(n_inputs=16, n_classes=5, hidden=(12, 8), weight_bits=(6, 4, 5), act_bits=(5, 3), input_bits=7,
+                     bn="affine")
     model = build_model(spec, seed=1).eval()
     with torch.no_grad():  # BatchNorm statistics other than (0, 1), so the folding is exercised
         for bn in model.norms:
@@ -131,7 +132,8 @@ def test_float_layers_have_no_fixed_point_form():
     from qapbo.fixedpoint import FixedPointError
 
     with pytest.raises(FixedPointError, match="layer 2 is float"):
-        fixed_point_view(build_model(ModelSpec(hidden=(4,), weight_bits=(6, 32), act_bits=6), seed=0), (-1, 1), 16)
+        spec = ModelSpec(n_inputs=16, n_classes=5, hidden=(4,), weight_bits=(6, 32), act_bits=6)
+        fixed_point_view(build_model(spec, seed=0), (-1, 1), 16)
 
 
 def test_missing_hls4ml_or_compiler_says_what_to_install(monkeypatch, tmp_path):
