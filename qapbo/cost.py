@@ -29,7 +29,6 @@ logic and its cost are da4ml's own.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass
