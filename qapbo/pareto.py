@@ -9,6 +9,12 @@ Hypervolume lives in (AUC, log10 BOPs): BOPs span orders of magnitude.
 A network whose AUC is below the study's ``min_auc`` is infeasible (an Optuna constraint named
 ``min_auc``): a constant-output network at AUC 0.5 with a few thousand BOPs is a valid Pareto
 point and a useless tagger, so it stays off every front, hypervolume and "on the front" message.
+
+Compute is what a study really trained: the ``epochs`` and ``seconds`` of its COMPLETE trials and
+of its PRUNED ones (search trials stopped early give no point but did spend the time). A refine
+study starts from the fronts of the searches named in its ``qapbo_refine_of`` attribute, so its
+compute includes theirs. Studies are compared at equal compute: the hypervolume each had reached
+when it had spent what the cheaper one spent in total.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import copy
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -30,6 +36,8 @@ DIRECTIONS = ("maximize", "minimize")
 DEFAULT_MIN_AUC = 0.55
 MIN_AUC_CONSTRAINT = "min_auc"  # Optuna constraint key: min_auc - AUC, <= 0 is feasible
 ATTR_MIN_AUC = "qapbo_min_auc"  # study user attribute
+ATTR_KIND = "qapbo_kind"  # study user attribute: "search", "qap" or "refine"
+ATTR_REFINE_OF = "qapbo_refine_of"  # refine study user attribute: names of the searches it refines
 
 
 def min_auc_violation(auc: float, min_auc: float) -> float:
@@ -59,15 +67,22 @@ class NoResultsError(QapboError):
 
 @dataclass
 class StudyResult:
-    """The COMPLETE trials of one stored study, with what kind of study it is."""
+    """One stored study: its points (COMPLETE trials), what else it trained, and what kind it is."""
 
     name: str
-    kind: str  # "search", "qap" or "other"
+    kind: str  # "search", "qap", "refine" or "other"
     trials: list[FrozenTrial]
     synthetic: bool
     data_note: str = ""  # what the data was, as its trials recorded it (e.g. "no detector simulation")
     min_auc: float = DEFAULT_MIN_AUC
-    missing_cost: int = 0  # COMPLETE trials without the compared cost (e.g. stored before it existed)
+    #: finished trials that cost training time but give no point: PRUNED ones (stopped early) and
+    #: COMPLETE ones without the compared cost (e.g. stored before it existed)
+    compute_only: list[FrozenTrial] = field(default_factory=list)
+    #: a refine study's sources (``qapbo_refine_of``): their total compute comes before its own
+    refine_of: list[str] = field(default_factory=list)
+    source_epochs: int = 0
+    source_seconds: float = 0.0
+    missing_sources: list[str] = field(default_factory=list)  # named in refine_of, not in the storage
 
     @property
     def front(self) -> list[FrozenTrial]:
@@ -78,6 +93,26 @@ class StudyResult:
         """Trials that break a constraint (e.g. AUC below min_auc): drawn apart, never on a front."""
         return [t for t in self.trials if not is_feasible(t)]
 
+    @property
+    def pruned(self) -> list[FrozenTrial]:
+        """Trials stopped early: their time counts, they have no point."""
+        return [t for t in self.compute_only if t.state == TrialState.PRUNED]
+
+    @property
+    def missing_cost(self) -> int:
+        """COMPLETE trials without the compared cost: left off the fronts, never guessed."""
+        return sum(t.state == TrialState.COMPLETE for t in self.compute_only)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs trained in total, a refine study's sources included."""
+        return _spent(self)[-1][1]
+
+    @property
+    def seconds(self) -> float:
+        """Training seconds in total, a refine study's sources included (summed as its history is)."""
+        return _spent(self)[-1][2]
+
     def by_replicate(self) -> dict[Any, list[FrozenTrial]]:
         """Trials grouped by (seed, cross-validation fold): the replicates behind mean and spread."""
         out: dict[Any, list[FrozenTrial]] = {}
@@ -86,12 +121,54 @@ class StudyResult:
         return out
 
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that spent compute (FAIL is left out)
+
+
+def _spent(r: StudyResult) -> list[tuple[FrozenTrial | None, int, float, bool]]:
+    """(trial, cumulative epochs, cumulative seconds, gives a point) after each finished trial, in
+    trial-number order, starting from ``(None, source epochs, source seconds, False)``: the one sum
+    behind a study's totals and its history, so a budget equal to a total is met exactly."""
+    out: list[tuple[FrozenTrial | None, int, float, bool]] = [(None, r.source_epochs, r.source_seconds, False)]
+    tagged = [(t, True) for t in r.trials] + [(t, False) for t in r.compute_only]
+    for t, point in sorted(tagged, key=lambda x: x[0].number):
+        out.append((t, out[-1][1] + int(t.user_attrs.get("epochs", 0)),
+                    out[-1][2] + float(t.user_attrs.get("seconds", 0.0)), point))
+    return out
+
+
+def _stored_compute(storage: optuna.storages.BaseStorage | str, name: str, all_names: Sequence[str],
+                    seen: frozenset[str] = frozenset()) -> tuple[int, float, list[str]]:
+    """(epochs, seconds, missing study names) a stored study spent in total, its own sources
+    included (a refine of a refine counts the whole chain; a cycle is not followed twice)."""
+    if name not in all_names:
+        return 0, 0.0, [name]
+    s = optuna.load_study(study_name=name, storage=storage)
+    own = StudyResult(name, s.user_attrs.get(ATTR_KIND, "other"), [], synthetic=False,
+                      compute_only=s.get_trials(deepcopy=False, states=FINISHED))
+    epochs, seconds, missing = own.epochs, own.seconds, []
+    for src in _refine_of(s.user_attrs):
+        if src not in seen | {name}:
+            e, sec, m = _stored_compute(storage, src, all_names, seen | {name})
+            epochs, seconds, missing = epochs + e, seconds + sec, missing + m
+    return epochs, seconds, missing
+
+
+def _refine_of(study_attrs: dict[str, Any]) -> list[str]:
+    """The study names a refine study took its members from (a lone name is accepted too)."""
+    if study_attrs.get(ATTR_KIND) != "refine":
+        return []
+    names = study_attrs.get(ATTR_REFINE_OF) or []
+    return [names] if isinstance(names, str) else [str(n) for n in names]
+
+
 def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str] | None = None,
                  cost: str = "bops") -> list[StudyResult]:
     """Every (or the named) study in ``storage`` with AUC and costs as objectives, with its COMPLETE
     trials as (AUC, ``cost``) points: ``values`` is ``[auc, cost]`` whatever the study optimized,
-    so fronts, hypervolume and coverage below work in any cost. Trials lacking the cost are
-    counted in ``missing_cost``, never guessed."""
+    so fronts, hypervolume and coverage below work in any cost. Trials lacking the cost, and PRUNED
+    trials, are kept apart in ``compute_only``: never guessed onto a front, but their training time
+    counts. A refine study also gets the total compute of its sources (read from the same storage,
+    whether compared or not)."""
     all_names = optuna.study.get_all_study_names(storage)
     if names:
         missing = [n for n in names if n not in all_names]
@@ -110,19 +187,28 @@ def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str
             # measure) keep their second objective, which every such study minimized as BOPs
             done = [t if cost_of(t, "bops") is not None else _with_attr(t, "bops", t.values[1]) for t in done]
         trials = [_with_min_auc(_as_point(t, cost), min_auc) for t in done if cost_of(t, cost) is not None]
-        missing = len(done) - len(trials)
-        kind = s.user_attrs.get("qapbo_kind", "other")
-        synthetic = any(t.user_attrs.get("synthetic", False) for t in trials)
-        note = "; ".join(sorted({str(t.user_attrs["data_note"]) for t in trials if "data_note" in t.user_attrs}))
+        no_point = [t for t in done if cost_of(t, cost) is None]
+        no_point += s.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        kind = s.user_attrs.get(ATTR_KIND, "other")
+        sources = _refine_of(s.user_attrs)
+        src_epochs, src_seconds, src_missing = 0, 0.0, []
+        for src in sources:
+            e, sec, m = _stored_compute(storage, src, all_names, frozenset({name}))
+            src_epochs, src_seconds, src_missing = src_epochs + e, src_seconds + sec, src_missing + m
+        common = dict(kind=kind, synthetic=any(t.user_attrs.get("synthetic", False) for t in trials),
+                      data_note="; ".join(sorted({str(t.user_attrs["data_note"]) for t in trials
+                                                  if "data_note" in t.user_attrs})),
+                      min_auc=min_auc, refine_of=sources, source_epochs=src_epochs, source_seconds=src_seconds,
+                      missing_sources=src_missing)
         shares = sorted({t.params.get("randomized", 0.0) for t in trials})
         if len(shares) <= 1:
-            out.append(StudyResult(name=name, kind=kind, trials=trials, synthetic=synthetic, data_note=note,
-                                   min_auc=min_auc, missing_cost=missing))
+            out.append(StudyResult(name=name, trials=trials, compute_only=no_point, **common))
             continue
         for share in shares:  # a label-randomization sweep: one front per randomized share
-            sub = [t for t in trials if t.params.get("randomized", 0.0) == share]
-            out.append(StudyResult(name=f"{name} [labels {share:.0%} random]", kind=kind, trials=sub,
-                                   synthetic=synthetic, data_note=note, min_auc=min_auc))
+            out.append(StudyResult(name=f"{name} [labels {share:.0%} random]",
+                                   trials=[t for t in trials if t.params.get("randomized", 0.0) == share],
+                                   compute_only=[t for t in no_point if t.params.get("randomized", 0.0) == share],
+                                   **common))
     return out
 
 
@@ -217,14 +303,57 @@ def values(trials: Iterable[FrozenTrial]) -> list[tuple[float, float]]:
     return [(t.values[0], t.values[1]) for t in trials]
 
 
-def hypervolume_history(trials: Sequence[FrozenTrial], ref: tuple[float, float]) -> list[tuple[int, float, float]]:
-    """(trial number, cumulative training seconds, hypervolume of the front so far), by trial number."""
-    out, pts, spent = [], [], 0.0
-    for t in sorted(trials, key=lambda t: t.number):
-        if is_feasible(t):
+class HistoryStep(NamedTuple):
+    """A study after one more finished trial (in trial-number order: QAP level by level)."""
+
+    number: int  # trial number; -1 for the start (a refine study starts where its searches ended)
+    epochs: int  # cumulative, a refine study's sources included
+    seconds: float  # cumulative training seconds, likewise
+    hypervolume: float  # of the front of the trials finished so far
+    point: bool  # False: the trial added time but no point (stopped early, or without the compared cost)
+
+
+def hypervolume_history(r: StudyResult, ref: tuple[float, float]) -> list[HistoryStep]:
+    """The hypervolume ``r`` had reached against the compute it had spent, one step per finished
+    trial, after a first step at its starting compute (0, or a refine study's sources' total)."""
+    out, pts, hv = [], [], 0.0
+    for t, epochs, seconds, point in _spent(r):
+        if point and is_feasible(t):
             pts.append((t.values[0], t.values[1]))
-        spent += float(t.user_attrs.get("seconds", 0.0))
-        out.append((t.number, spent, hypervolume(pts, ref)))
+            hv = hypervolume(pts, ref)
+        out.append(HistoryStep(-1 if t is None else t.number, epochs, seconds, hv, point))
+    return out
+
+
+def hypervolume_at(history: Sequence[HistoryStep], seconds: float | None = None,
+                   epochs: int | None = None) -> float:
+    """The hypervolume of the trials finished within ``seconds`` (and/or ``epochs``) of compute."""
+    hv = 0.0
+    for h in history:  # cumulative compute only grows
+        if (seconds is not None and h.seconds > seconds) or (epochs is not None and h.epochs > epochs):
+            break
+        hv = h.hypervolume
+    return hv
+
+
+def equal_compute(results: Sequence[StudyResult], ref: tuple[float, float]) -> list[dict[str, Any]]:
+    """For every pair of studies, the hypervolume of each at the training seconds (and, apart, the
+    epochs) the cheaper one spent in total: headline numbers that do not favour the study that
+    simply trained longer."""
+    hist = {id(r): hypervolume_history(r, ref) for r in results}
+    out = []
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            ha, hb = hist[id(a)], hist[id(b)]
+            sec = min(ha[-1].seconds, hb[-1].seconds)
+            ep = min(ha[-1].epochs, hb[-1].epochs)
+            out.append({"a": a.name, "b": b.name,
+                        "cheaper": a.name if ha[-1].seconds <= hb[-1].seconds else b.name,
+                        "budget_seconds": sec, "hv_a_at_seconds": hypervolume_at(ha, seconds=sec),
+                        "hv_b_at_seconds": hypervolume_at(hb, seconds=sec),
+                        "cheaper_in_epochs": a.name if ha[-1].epochs <= hb[-1].epochs else b.name,
+                        "budget_epochs": ep, "hv_a_at_epochs": hypervolume_at(ha, epochs=ep),
+                        "hv_b_at_epochs": hypervolume_at(hb, epochs=ep)})
     return out
 
 
@@ -238,6 +367,7 @@ class Comparison:
     bops_budgets: list[float]
     rows: list[dict[str, Any]] = field(default_factory=list)
     coverage: list[dict[str, Any]] = field(default_factory=list)
+    equal_compute: list[dict[str, Any]] = field(default_factory=list)  # see :func:`equal_compute`
     cost: str = "bops"  # the cost on the fronts' second axis (a qapbo.cost name)
     agreement: dict[str, Any] | None = None  # cost_agreement() over the stored trials, when asked
 
@@ -266,7 +396,7 @@ class Comparison:
                 "cost_agreement": self.agreement,
                 "data": self.data_notes,
                 "auc_targets": self.auc_targets, "bops_budgets": self.bops_budgets,
-                "studies": self.rows, "coverage": self.coverage}
+                "studies": self.rows, "coverage": self.coverage, "equal_compute": self.equal_compute}
 
     def to_markdown(self) -> str:
         lines = []
@@ -282,7 +412,13 @@ class Comparison:
             if r.missing_cost:
                 lines.append(f"{r.name}: {r.missing_cost} trial(s) have no {self.cost} and are left out; "
                              "`qapbo costs STUDY_FILE --storage URL` measures it from their checkpoints.\n")
-        head = ["study", "kind", "trials", "front", "below min AUC", "hypervolume"]
+            if r.missing_sources:
+                lines.append(f"{r.name}: refines {', '.join(r.missing_sources)}, which this storage does not "
+                             "hold; its compute counts only the searches that are here.\n")
+        lines.append("Compute (epochs, train s) counts every trial that trained, those stopped early included "
+                     "(they are on no front); a refined study's also counts the searches it started from "
+                     "(own share in brackets): the pipeline search -> refine spent both.\n")
+        head = ["study", "kind", "trials", "stopped early", "front", "below min AUC", "hypervolume"]
         head += [f"min {lb} @ AUC>={t:g}" for t in self.auc_targets]
         head += [f"best AUC @ {lb}<={b:.0e}" for b in self.bops_budgets]
         head += ["epochs", "train s"]
@@ -293,10 +429,13 @@ class Comparison:
             if r.get("hypervolume_seeds", 1) > 1:
                 hv = (f"{r['hypervolume_mean']:.4f} ± {r['hypervolume_std']:.4f} "
                       f"({r['hypervolume_seeds']} seeds/folds)")
-            cells = [r["study"], r["kind"], str(r["trials"]), str(r["front_size"]), str(r["infeasible"]), hv]
+            cells = [r["study"], r["kind"], str(r["trials"]), str(r["stopped_early"]), str(r["front_size"]),
+                     str(r["infeasible"]), hv]
             cells += [_fmt_bops(r["min_bops_at_auc"][str(t)]) for t in self.auc_targets]
             cells += [_fmt_auc(r["best_auc_within_bops"][str(b)]) for b in self.bops_budgets]
-            cells += [str(r["epochs"]), f"{r['seconds']:.0f}"]
+            cells += [f"{r['epochs']:,}", f"{r['seconds']:,.0f}"]
+            if r["refine_of"]:
+                cells[-2:] = [f"{r['epochs']:,} ({r['own_epochs']:,})", f"{r['seconds']:,.0f} ({r['own_seconds']:,.0f})"]
             lines.append("| " + " | ".join(cells) + " |")
         if self.coverage:
             lines.append("\nCoverage C(A, B): share of B's front covered (weakly dominated) by A's front.\n")
@@ -304,6 +443,8 @@ class Comparison:
             lines.append("|---|---|---|---|")
             for c in self.coverage:
                 lines.append(f"| {c['a']} | {c['b']} | {c['c_ab']:.2f} | {c['c_ba']:.2f} |")
+        if self.equal_compute:
+            lines.append(equal_compute_markdown(self.equal_compute))
         if self.agreement:
             lines.append(agreement_markdown(self.agreement))
         return "\n".join(lines)
@@ -311,6 +452,10 @@ class Comparison:
 
 def _fmt_bops(v: float | None) -> str:
     return "—" if v is None else f"{v:,.0f}"
+
+
+def _fmt_seconds(v: float) -> str:
+    return f"{v:,.0f}" if v >= 10 else f"{v:.3g}"  # short test runs take well under 10 s
 
 
 def _fmt_auc(v: float | None) -> str:
@@ -360,8 +505,10 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
             "hypervolume": hypervolume(front, ref),
             "min_bops_at_auc": {str(t): min_bops_at_auc(front, t) for t in targets},
             "best_auc_within_bops": {str(b): best_auc_within(front, b) for b in budgets},
-            "epochs": int(sum(t.user_attrs.get("epochs", 0) for t in r.trials)),
-            "seconds": float(sum(t.user_attrs.get("seconds", 0.0) for t in r.trials)),
+            "stopped_early": len(r.pruned),
+            "epochs": r.epochs, "seconds": r.seconds,  # totals: stopped-early trials and refined sources in
+            "own_epochs": r.epochs - r.source_epochs, "own_seconds": r.seconds - r.source_seconds,
+            "refine_of": r.refine_of, "missing_sources": r.missing_sources,
             "front": [{"number": t.number, "auc": t.values[0], cost: t.values[1], "params": t.params}
                       for t in r.front],
         }
@@ -375,6 +522,7 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
         for b in results[i + 1:]:
             fa, fb = values(a.front), values(b.front)
             cmp.coverage.append({"a": a.name, "b": b.name, "c_ab": coverage(fa, fb), "c_ba": coverage(fb, fa)})
+    cmp.equal_compute = equal_compute(results, ref)
     return cmp
 
 
@@ -410,6 +558,25 @@ def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None =
                     fronts.append({"study": r.name, "a": a, "b": b, "only_a": sorted(on[a] - on[b]),
                                    "only_b": sorted(on[b] - on[a]), "both": len(on[a] & on[b])})
     return {"correlations": pairs, "fronts": fronts}
+
+
+def equal_compute_markdown(pairs: Sequence[dict[str, Any]]) -> str:
+    """The equal-compute table and one plain sentence per pair: the comparison's headline numbers."""
+    lines = ["\nEqual compute: each pair at the training time (and, apart, the epochs) the cheaper study spent "
+             "in total; hypervolume of the front of the trials each had finished by then.\n",
+             "| A | B | at train s | HV A | HV B | at epochs | HV A | HV B |", "|---|---|---|---|---|---|---|---|"]
+    for p in pairs:
+        lines.append(f"| {p['a']} | {p['b']} | {_fmt_seconds(p['budget_seconds'])} | {p['hv_a_at_seconds']:.4f} | "
+                     f"{p['hv_b_at_seconds']:.4f} | {p['budget_epochs']:,} | {p['hv_a_at_epochs']:.4f} | "
+                     f"{p['hv_b_at_epochs']:.4f} |")
+    lines.append("")
+    for p in pairs:
+        cheap = p["cheaper"]
+        other, hv_other, hv_cheap = ((p["b"], p["hv_b_at_seconds"], p["hv_a_at_seconds"]) if cheap == p["a"]
+                                     else (p["a"], p["hv_a_at_seconds"], p["hv_b_at_seconds"]))
+        lines.append(f"- At the {_fmt_seconds(p['budget_seconds'])} s {cheap} spent, {other} had reached hypervolume "
+                     f"{hv_other:.4f} against {cheap}'s {hv_cheap:.4f}.")
+    return "\n".join(lines)
 
 
 def agreement_markdown(agreement: dict[str, Any]) -> str:

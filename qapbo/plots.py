@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from .errors import QapboError
-from .pareto import Comparison, StudyResult, hypervolume, hypervolume_history, is_feasible, pareto_front, values
+from .pareto import Comparison, StudyResult, hypervolume_history, is_feasible, pareto_front, values
 
 if TYPE_CHECKING:
     from .data import JetData
@@ -25,6 +25,8 @@ AUC_LABEL = "AUC (macro one-vs-rest, test set)"
 _PRECISION_COLORS = {32: "black", 16: "tab:gray", 12: "tab:blue", 8: "tab:green", 6: "tab:orange",
                      4: "tab:red", 3: "tab:purple", 2: "tab:brown"}
 _SEARCH_COLORS = ("tab:cyan", "tab:olive", "tab:pink", "tab:purple", "tab:brown", "tab:blue")
+_REFINE_COLORS = ("tab:red", "darkred", "salmon")
+_KIND_LINES = {"qap": "--", "refine": "-."}  # search and other: solid
 _PRECISION_MARKERS = {32: "o", 16: "P", 12: "D", 8: "^", 6: "s", 4: "v", 3: "<", 2: ">"}
 _INFEASIBLE = dict(marker="x", s=18, color="tab:gray", linewidths=1.0)
 MAX_PANELS_PER_ROW = 4
@@ -40,6 +42,18 @@ def _result_color(i: int, n: int) -> tuple:
     from matplotlib import colormaps
 
     return colormaps["viridis"](0.85 * i / max(1, n - 1))
+
+
+def _colors(cmp: Comparison) -> dict[str, tuple | str]:
+    """One colour per study, the same in every figure: searches from one palette, refined studies
+    from a red one, QAP black (viridis when there are several, e.g. one per label-randomization share)."""
+    qap = [r.name for r in cmp.results if r.kind == "qap"]
+    refine = [r.name for r in cmp.results if r.kind == "refine"]
+    search = [r.name for r in cmp.results if r.kind not in ("qap", "refine")]
+    out: dict[str, tuple | str] = {n: _SEARCH_COLORS[i % len(_SEARCH_COLORS)] for i, n in enumerate(search)}
+    out.update({n: _REFINE_COLORS[i % len(_REFINE_COLORS)] for i, n in enumerate(refine)})
+    out.update({n: "black" if len(qap) == 1 else _result_color(i, len(qap)) for i, n in enumerate(qap)})
+    return out
 
 
 def _variant(name: str) -> str:
@@ -85,14 +99,17 @@ def fronts_figure(cmp: Comparison) -> Figure:
     """The figure of :func:`plot_fronts`, unsaved."""
     fig = Figure(figsize=(9, 6), layout="constrained")
     ax = fig.add_subplot()
-    search = [r for r in cmp.results if r.kind != "qap"]
-    for i, r in enumerate(search):
-        color = _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
+    colors = _colors(cmp)
+    for r in (r for r in cmp.results if r.kind != "qap"):  # searches faint dots; refined studies diamonds
+        refined = r.kind == "refine"
         pts = values(t for t in r.trials if is_feasible(t))
-        ax.scatter([b for _, b in pts], [a for a, _ in pts], s=10, alpha=0.25, color=color, linewidths=0)
+        ax.scatter([b for _, b in pts], [a for a, _ in pts], s=16 if refined else 10, alpha=0.45 if refined else 0.25,
+                   color=colors[r.name], marker="D" if refined else "o", linewidths=0)
         front = values(r.front)
-        ax.step([b for _, b in front], [a for a, _ in front], where="post", color=color, lw=2,
-                label=f"{r.name} front ({len(front)} of {len(pts)} trials)")
+        what = "refined front" if refined else "front"
+        ax.step([b for _, b in front], [a for a, _ in front], where="post", color=colors[r.name], lw=2,
+                ls=_KIND_LINES.get(r.kind, "-"), marker="D" if refined else None, ms=4,
+                label=f"{r.name} {what} ({len(front)} of {len(pts)} {'levels' if refined else 'trials'})")
     qap = [r for r in cmp.results if r.kind == "qap"]
     several = len(qap) > 1  # e.g. one result per label-randomization share: a colour each, precision as marker
     for j, r in enumerate(qap):
@@ -136,34 +153,49 @@ def fronts_figure(cmp: Comparison) -> Figure:
         low = min(low, min(t.values[0] for t in bad), min(r.min_auc for r in cmp.results)) - 0.01
     ax.set_ylim(low, best + 0.01)  # the region that matters; the table has the rest
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(f"AUC versus {cmp.label}: search fronts and quantization-aware pruning (labels: pruned share)\n"
+    ax.set_title(f"AUC versus {cmp.label}: search fronts, quantization-aware pruning (labels: pruned share)"
+                 + (" and refined fronts" if any(r.kind == "refine" for r in cmp.results) else "") + "\n"
                  + _data_note(cmp), fontsize=10)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     return fig
 
 
 def plot_hypervolume(cmp: Comparison, out: Path) -> list[Path]:
-    """Hypervolume of each search versus trial number and versus cumulative training time."""
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
-    ax_n, ax_t = fig.subplots(1, 2)
-    for i, r in enumerate(cmp.results):
-        if r.kind == "qap":
-            hv = hypervolume(values(r.front), cmp.ref)
-            for ax in (ax_n, ax_t):
-                ax.axhline(hv, color="black", ls=":", lw=1.2, label=f"{r.name} (QAP, all levels)")
-            continue
-        hist = hypervolume_history(r.trials, cmp.ref)
-        color = _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
-        ax_n.step([h[0] for h in hist], [h[2] for h in hist], where="post", color=color, label=r.name)
-        ax_t.step([h[1] for h in hist], [h[2] for h in hist], where="post", color=color, label=r.name)
-    ax_n.set_xlabel("trial number")
+    """Hypervolume of every study against the training it had spent: seconds (left) and epochs (right).
+
+    Every kind is a step curve in trial order (QAP level by level); a refined study starts where
+    its searches ended; trials stopped early add time but no point and are marked with a cross.
+    Epochs rather than trial number on the right: a QAP level or a refined member is not a search
+    trial, and epochs compare studies independently of the machine (the table's equal-epochs numbers).
+    """
+    fig = Figure(figsize=(11, 4.8), layout="constrained")
+    ax_t, ax_e = fig.subplots(1, 2, sharey=True)
+    colors = _colors(cmp)
+    marked = False
+    for r in cmp.results:
+        hist = hypervolume_history(r, cmp.ref)
+        label = {"qap": f"{r.name} (QAP, level by level)", "refine": f"{r.name} (refined, after its search)"}.get(
+            r.kind, r.name)
+        stopped = [h for h in hist if h.number >= 0 and not h.point]
+        if stopped:
+            label += f"; {len(stopped)} stopped early"
+        for ax, x in ((ax_t, [h.seconds for h in hist]), (ax_e, [h.epochs for h in hist])):
+            ax.step(x, [h.hypervolume for h in hist], where="post", color=colors[r.name],
+                    ls=_KIND_LINES.get(r.kind, "-"), lw=1.6, label=label)
+            if r.refine_of:  # where the refined study's own training began
+                ax.plot(x[:1], [0.0], marker="|", ms=10, color=colors[r.name])
+        for ax, x in ((ax_t, [h.seconds for h in stopped]), (ax_e, [h.epochs for h in stopped])) if stopped else ():
+            ax.scatter(x, [h.hypervolume for h in stopped], marker="x", s=14, color=colors[r.name], linewidths=0.9,
+                       label="_nolegend_" if marked else "stopped early: time, no point")
+        marked = marked or bool(stopped)
     ax_t.set_xlabel("cumulative training time (s)")
-    for ax in (ax_n, ax_t):
-        ax.set_ylabel(f"hypervolume in (AUC, log10 {cmp.label})")
+    ax_e.set_xlabel("cumulative training epochs")
+    ax_t.set_ylabel(f"hypervolume in (AUC, log10 {cmp.label})")
+    for ax in (ax_t, ax_e):
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Hypervolume (reference point AUC {cmp.ref[0]:g}, {cmp.label} {cmp.ref[1]:.3g})\n{_data_note(cmp)}",
-                 fontsize=10)
+    ax_t.legend(fontsize=7)
+    fig.suptitle(f"Hypervolume against compute (reference point AUC {cmp.ref[0]:g}, {cmp.label} {cmp.ref[1]:.3g}; "
+                 f"a refined study counts its search's compute too)\n{_data_note(cmp)}", fontsize=10)
     return _save(fig, out, "hypervolume")
 
 
@@ -186,9 +218,10 @@ def plot_bkg_eff(cmp: Comparison, out: Path, class_names: Sequence[str] | None =
     grid = fig.subplots(rows, cols, sharey=True, squeeze=False)
     axes = [ax for row in grid for ax in row]
     positive = []
-    for i, r in enumerate(cmp.results):
+    colors = _colors(cmp)
+    for r in cmp.results:
         front = pareto_front(r.trials)
-        color = "black" if r.kind == "qap" else _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
+        color = colors[r.name]
         for ax, c in zip(axes, classes):
             pts = [(t.values[1], t.user_attrs.get("bkg_eff_at_sig50", {}).get(c)) for t in front]
             pts = [(b, float(e)) for b, e in pts if isinstance(e, (int, float)) and math.isfinite(e) and b > 0]
@@ -220,11 +253,12 @@ def plot_efficiency(cmp: Comparison, out: Path) -> list[Path]:
     """Neural efficiency and aIQ of every stored network versus its BOPs."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     ax_e, ax_q = fig.subplots(1, 2)
-    for i, r in enumerate(cmp.results):
-        color = "black" if r.kind == "qap" else _SEARCH_COLORS[i % len(_SEARCH_COLORS)]
+    colors = _colors(cmp)
+    for r in cmp.results:
+        color = colors[r.name]
         pts = [(t.values[1], t.user_attrs.get("network_efficiency"), t.user_attrs.get("aiq")) for t in r.trials]
         pts = [p for p in pts if p[1] is not None]
-        marker = "s" if r.kind == "qap" else "o"
+        marker = {"qap": "s", "refine": "D"}.get(r.kind, "o")
         ax_e.scatter([p[0] for p in pts], [p[1] for p in pts], s=12, color=color, marker=marker, alpha=0.7,
                      label=r.name)
         ax_q.scatter([p[0] for p in pts], [p[2] for p in pts], s=12, color=color, marker=marker, alpha=0.7,
