@@ -161,6 +161,11 @@ def fronts_figure(cmp: Comparison) -> Figure:
 
 
 def plot_hypervolume(cmp: Comparison, out: Path) -> list[Path]:
+    """Hypervolume of every study against the training it had spent (:func:`hypervolume_figure`)."""
+    return _save(hypervolume_figure(cmp), out, "hypervolume")
+
+
+def hypervolume_figure(cmp: Comparison) -> Figure:
     """Hypervolume of every study against the training it had spent: seconds (left) and epochs (right).
 
     Every kind is a step curve in trial order (QAP level by level); a refined study starts where
@@ -196,7 +201,7 @@ def plot_hypervolume(cmp: Comparison, out: Path) -> list[Path]:
     ax_t.legend(fontsize=7)
     fig.suptitle(f"Hypervolume against compute (reference point AUC {cmp.ref[0]:g}, {cmp.label} {cmp.ref[1]:.3g}; "
                  f"a refined study counts its search's compute too)\n{_data_note(cmp)}", fontsize=10)
-    return _save(fig, out, "hypervolume")
+    return fig
 
 
 def plot_bkg_eff(cmp: Comparison, out: Path, class_names: Sequence[str] | None = None) -> list[Path]:
@@ -227,7 +232,7 @@ def plot_bkg_eff(cmp: Comparison, out: Path, class_names: Sequence[str] | None =
             pts = [(b, float(e)) for b, e in pts if isinstance(e, (int, float)) and math.isfinite(e) and b > 0]
             positive += [e for _, e in pts if e > 0]
             ax.plot([b for b, _ in pts], [e for _, e in pts], marker="o", ms=3, color=color,
-                    ls="--" if r.kind == "qap" else "-", label=f"{r.name} front")
+                    ls=_KIND_LINES.get(r.kind, "-"), label=f"{r.name} front")
     floor = 10.0 ** math.floor(math.log10(min(positive))) if positive else 1e-3
     for k, ax in enumerate(axes):
         if k >= len(classes):
@@ -258,6 +263,8 @@ def plot_efficiency(cmp: Comparison, out: Path) -> list[Path]:
         color = colors[r.name]
         pts = [(t.values[1], t.user_attrs.get("network_efficiency"), t.user_attrs.get("aiq")) for t in r.trials]
         pts = [p for p in pts if p[1] is not None]
+        if not pts:  # e.g. trials stored by other tools: an empty scatter breaks the log axis
+            continue
         marker = {"qap": "s", "refine": "D"}.get(r.kind, "o")
         ax_e.scatter([p[0] for p in pts], [p[1] for p in pts], s=12, color=color, marker=marker, alpha=0.7,
                      label=r.name)
@@ -269,7 +276,8 @@ def plot_efficiency(cmp: Comparison, out: Path) -> list[Path]:
         ax.set_xlabel(_cost_label(cmp))
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.suptitle(f"Neural efficiency versus {cmp.label}; {_data_note(cmp)}", fontsize=10)
     return _save(fig, out, "efficiency")
 
