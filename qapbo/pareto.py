@@ -563,7 +563,8 @@ def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None =
 def equal_compute_markdown(pairs: Sequence[dict[str, Any]]) -> str:
     """The equal-compute table and one plain sentence per pair: the comparison's headline numbers."""
     lines = ["\nEqual compute: each pair at the training time (and, apart, the epochs) the cheaper study spent "
-             "in total; hypervolume of the front of the trials each had finished by then.\n",
+             "in total; hypervolume of the front of the trials each had finished by then (a refined study has "
+             "nothing before its searches' total).\n",
              "| A | B | at train s | HV A | HV B | at epochs | HV A | HV B |", "|---|---|---|---|---|---|---|---|"]
     for p in pairs:
         lines.append(f"| {p['a']} | {p['b']} | {_fmt_seconds(p['budget_seconds'])} | {p['hv_a_at_seconds']:.4f} | "

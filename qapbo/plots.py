@@ -109,7 +109,8 @@ def fronts_figure(cmp: Comparison) -> Figure:
         what = "refined front" if refined else "front"
         ax.step([b for _, b in front], [a for a, _ in front], where="post", color=colors[r.name], lw=2,
                 ls=_KIND_LINES.get(r.kind, "-"), marker="D" if refined else None, ms=4,
-                label=f"{r.name} {what} ({len(front)} of {len(pts)} {'levels' if refined else 'trials'})")
+                label=f"{r.name} {what} ({len(front)} of {len(pts)} {'levels' if refined else 'trials'}"
+                      + (f"; {len(r.pruned)} stopped early)" if r.pruned else ")"))
     qap = [r for r in cmp.results if r.kind == "qap"]
     several = len(qap) > 1  # e.g. one result per label-randomization share: a colour each, precision as marker
     for j, r in enumerate(qap):
