@@ -136,20 +136,23 @@ def _spent(r: StudyResult) -> list[tuple[FrozenTrial | None, int, float, bool]]:
     return out
 
 
-def _stored_compute(storage: optuna.storages.BaseStorage | str, name: str, all_names: Sequence[str],
-                    seen: frozenset[str] = frozenset()) -> tuple[int, float, list[str]]:
-    """(epochs, seconds, missing study names) a stored study spent in total, its own sources
-    included (a refine of a refine counts the whole chain; a cycle is not followed twice)."""
-    if name not in all_names:
-        return 0, 0.0, [name]
-    s = optuna.load_study(study_name=name, storage=storage)
-    own = StudyResult(name, s.user_attrs.get(ATTR_KIND, "other"), [], synthetic=False,
-                      compute_only=s.get_trials(deepcopy=False, states=FINISHED))
-    epochs, seconds, missing = own.epochs, own.seconds, []
-    for src in _refine_of(s.user_attrs):
-        if src not in seen | {name}:
-            e, sec, m = _stored_compute(storage, src, all_names, seen | {name})
-            epochs, seconds, missing = epochs + e, seconds + sec, missing + m
+def _source_compute(storage: optuna.storages.BaseStorage | str, study_attrs: dict[str, Any],
+                    all_names: Sequence[str], seen: set[str]) -> tuple[int, float, list[str]]:
+    """(epochs, seconds, names not in the storage) the sources of a refine study spent in total,
+    their own sources included (a refine of a refine counts the whole chain; no study twice)."""
+    epochs, seconds, missing = 0, 0.0, []
+    for src in _refine_of(study_attrs):
+        if src in seen:
+            continue
+        seen.add(src)  # shared across the whole chain: a study named twice counts once
+        if src not in all_names:
+            missing.append(src)
+            continue
+        s = optuna.load_study(study_name=src, storage=storage)
+        own = StudyResult(src, s.user_attrs.get(ATTR_KIND, "other"), [], synthetic=False,
+                          compute_only=s.get_trials(deepcopy=False, states=FINISHED))
+        e, sec, m = _source_compute(storage, s.user_attrs, all_names, seen)
+        epochs, seconds, missing = epochs + own.epochs + e, seconds + own.seconds + sec, missing + m
     return epochs, seconds, missing
 
 
@@ -191,10 +194,7 @@ def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str
         no_point += s.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
         kind = s.user_attrs.get(ATTR_KIND, "other")
         sources = _refine_of(s.user_attrs)
-        src_epochs, src_seconds, src_missing = 0, 0.0, []
-        for src in sources:
-            e, sec, m = _stored_compute(storage, src, all_names, frozenset({name}))
-            src_epochs, src_seconds, src_missing = src_epochs + e, src_seconds + sec, src_missing + m
+        src_epochs, src_seconds, src_missing = _source_compute(storage, s.user_attrs, all_names, {name})
         common = dict(kind=kind, synthetic=any(t.user_attrs.get("synthetic", False) for t in trials),
                       data_note="; ".join(sorted({str(t.user_attrs["data_note"]) for t in trials
                                                   if "data_note" in t.user_attrs})),
@@ -435,7 +435,8 @@ class Comparison:
             cells += [_fmt_auc(r["best_auc_within_bops"][str(b)]) for b in self.bops_budgets]
             cells += [f"{r['epochs']:,}", f"{r['seconds']:,.0f}"]
             if r["refine_of"]:
-                cells[-2:] = [f"{r['epochs']:,} ({r['own_epochs']:,})", f"{r['seconds']:,.0f} ({r['own_seconds']:,.0f})"]
+                cells[-2:] = [f"{r['epochs']:,} ({r['own_epochs']:,})",
+                              f"{r['seconds']:,.0f} ({r['own_seconds']:,.0f})"]
             lines.append("| " + " | ".join(cells) + " |")
         if self.coverage:
             lines.append("\nCoverage C(A, B): share of B's front covered (weakly dominated) by A's front.\n")
@@ -562,9 +563,9 @@ def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None =
 
 def equal_compute_markdown(pairs: Sequence[dict[str, Any]]) -> str:
     """The equal-compute table and one plain sentence per pair: the comparison's headline numbers."""
-    lines = ["\nEqual compute: each pair at the training time (and, apart, the epochs) the cheaper study spent "
-             "in total; hypervolume of the front of the trials each had finished by then (a refined study has "
-             "nothing before its searches' total).\n",
+    lines = [("\nEqual compute: each pair at the training time (and, apart, the epochs) the cheaper study spent "
+              "in total; hypervolume of the front of the trials each had finished by then (a refined study has "
+              "nothing before its searches' total).\n"),
              "| A | B | at train s | HV A | HV B | at epochs | HV A | HV B |", "|---|---|---|---|---|---|---|---|"]
     for p in pairs:
         lines.append(f"| {p['a']} | {p['b']} | {_fmt_seconds(p['budget_seconds'])} | {p['hv_a_at_seconds']:.4f} | "
