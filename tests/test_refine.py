@@ -1,7 +1,6 @@
 """Refining the search's front with QAP: member choice, a killed run resumed, bad input refused."""
 
 import hashlib
-import math
 import shutil
 import signal
 import sqlite3
