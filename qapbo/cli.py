@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "mode) (default: 1); one torch thread each")
     q.set_defaults(func=cmd_qap)
 
+    rf = _study_command(sub, "refine", "refine the search's front: QAP (fine-tune) from each front member",
+                        "Run the [refine] section of a study file: take the stored search's front (all of it, or "
+                        "the k members spread best along it), reload each member from its checkpoint and prune "
+                        "it further along the schedule, fine-tuning at its own precision; one trial per member "
+                        "and level in the study NAME-refine. Rerunning the same command resumes.",
+                        "one line per level instead of progress bars")
+    rf.set_defaults(func=cmd_refine)
+
     s = _study_command(sub, "search", "run (or resume) the multi-objective search of a study file",
                        "Run the [search] section of a study file: Optuna proposes architectures and precisions, "
                        "each trial trains and measures one network (AUC up, BOPs down). Rerunning the same "
@@ -202,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_data_generate)
 
     r = sub.add_parser("run", help="the main job: run a study file's search and QAP baseline, then compare",
-                       description="Run (or resume) the [search] and [qap] sections of a study file, then write "
-                                   "the comparison table and figures.")
+                       description="Run (or resume) the [search], [refine] and [qap] sections of a study file, in "
+                                   "that order, then write the comparison table and figures.")
     r.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     r.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
     r.add_argument("--out", help="directory for the figures (default: runs/NAME-compare)")
@@ -223,7 +231,7 @@ def _study_command(sub: Any, name: str, help: str, description: str,
     p.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     p.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
                                      "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
-    if name != "qap":
+    if name not in ("qap", "refine"):
         p.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study (overrides the file)")
         p.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
     _synthetic_args(p)
@@ -370,6 +378,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                     progress=_progress(args))]
     elif study.search is not None:
         names += [s.study_name for s in run_search(study, storage=args.storage, progress=_progress(args))]
+    if study.refine is not None:
+        from .refine import run_refine
+
+        names.append(run_refine(study, storage=args.storage, progress=_progress(args)).study_name)
     if study.qap is not None:
         names.append(_qap(study, args).study_name)
     url = storage_url(study, args.storage)
@@ -428,6 +440,18 @@ def cmd_qap(args: argparse.Namespace) -> int:
     n = len(ostudy.get_trials(deepcopy=False))
     print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "
           f"{redact(storage_url(study, args.storage))}")
+    return 0
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from .refine import run_refine
+    from .storage import redact, storage_url
+
+    study = _load_study(args)
+    ostudy = run_refine(study, storage=args.storage, progress=_progress(args))
+    front = ostudy.best_trials
+    print(f"refine {study.name}: {len(ostudy.get_trials(deepcopy=False))} levels stored in study "
+          f"{ostudy.study_name!r} ({len(front)} on its front) at {redact(storage_url(study, args.storage))}")
     return 0
 
 

@@ -160,8 +160,8 @@ def open_study(
         if attrs.get(ATTR_KIND) != kind:
             raise StudyFileError(f"study {name!r} in this storage is a {attrs.get(ATTR_KIND, 'foreign')} study, "
                                  f"not a {kind} study; choose another name")
-        if stored != wanted:
-            changes = describe_changes(stored or {}, wanted)
+        changes = stored_changes(existing, study, sections)
+        if changes:
             raise StudyFileError(
                 f"study file {study.path} changed since study {name!r} started: " + "; ".join(changes)
                 + ". Restore the original settings to resume, or give the study a new name"
@@ -176,6 +176,16 @@ def open_study(
         return open_study(storage, study, kind, sections, directions, study_name)
     _stamp(created, study, kind, wanted)
     return created
+
+
+def stored_changes(existing: optuna.Study, study: StudyFile, sections: Sequence[str]) -> list[str]:
+    """What differs between the settings ``existing`` was created with and ``study``'s (empty: the same).
+
+    Readers of another part's results (refine reads the search) check with this without writing.
+    """
+    stored = _before_min_auc(existing.user_attrs.get(ATTR_CONFIG))
+    wanted = study.section(*sections)
+    return [] if stored == wanted else describe_changes(stored or {}, wanted)
 
 
 def _before_min_auc(stored: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -52,7 +52,11 @@ _COST_KEYS = ("bops", "ebops", "luts", "latency")  # qapbo.cost.COSTS
 _OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, None), "luts": (str, None),
                "latency": (str, None), "constraints": (list, []),
                "min_auc": (float, DEFAULT_MIN_AUC)}
-SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES}
+#: [refine] (qapbo.refine): which front members, and the cumulative pruned fractions to take them to.
+#: Fine-tune only: a member's initial weights are not stored, so a lottery-ticket rewind is impossible.
+_REFINE = {"members": (object, "all"), "schedule": (list, list(PROTOCOL_SCHEDULE[1:]))}
+SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES,
+            "refine": _REFINE}
 #: Search keys that only set the budget or liveness checks: changing them keeps a study resumable.
 SEARCH_BUDGET_KEYS = ("n_trials", "timeout", "heartbeat_interval", "grace_period", "max_retry")
 
@@ -73,6 +77,14 @@ class QapSettings:
 
 
 @dataclass(frozen=True)
+class RefineSettings:
+    """``[refine]``: QAP (fine-tune) from the search's front members; see :mod:`qapbo.refine`."""
+
+    members: int | None  # the k members spread best along the front; None: all of it
+    schedule: tuple[float, ...]  # cumulative pruned fractions; each member gets those above its own
+
+
+@dataclass(frozen=True)
 class StudyFile:
     """A parsed, validated study file."""
 
@@ -85,6 +97,7 @@ class StudyFile:
     train: TrainConfig
     qap: QapSettings | None
     search: Any = None  # qapbo.space.SearchSettings when the file has a [search] section
+    refine: RefineSettings | None = None
     path: str = "<memory>"
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
     text: str = field(default="", repr=False)
@@ -159,6 +172,9 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     for sec, schema in SECTIONS.items():
         if sec in sections or sec in ("data", "train") or (sec == "objectives" and "search" in sections):
             canonical[sec] = _check(sections.get(sec, {}), schema, where, f"[{sec}]")
+    if "refine" in canonical and "search" not in canonical:
+        raise StudyFileError(f"{where}: [refine] refines the members of the search's front; add a [search] "
+                             "section (or remove [refine])")
     min_auc = canonical.get("objectives", {}).get("min_auc", DEFAULT_MIN_AUC)
     if "objectives" in canonical:
         obj = canonical["objectives"]
@@ -218,11 +234,15 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
                                  "randomize_labels value (cross-validation and label sweeps are for [qap])")
         search = parse_search(canonical["search"], canonical["objectives"], train, where)
         canonical["search"]["space"] = search.space.canonical()
+    refine = None
+    if "refine" in canonical:
+        refine = _refine_settings(canonical["refine"], where)
+        canonical["refine"]["schedule"] = list(refine.schedule)
     if qap is None and search is None:
         raise StudyFileError(f"{where}: nothing to run; add a [qap] section, a [search] section, or both")
     return StudyFile(name=name, seed=seed, storage=canonical["storage"], artifacts=canonical["artifacts"],
                      description=canonical["description"], data=data, train=train, qap=qap, search=search,
-                     path=where, canonical=canonical, text=text, min_auc=min_auc)
+                     refine=refine, path=where, canonical=canonical, text=text, min_auc=min_auc)
 
 
 def _qap_settings(q: dict[str, Any], seed: int, where: str) -> QapSettings:
@@ -258,6 +278,24 @@ def _qap_settings(q: dict[str, Any], seed: int, where: str) -> QapSettings:
         fail(str(exc))
     return QapSettings(hidden=hidden, bn=q["bn"], input_bits=q["input_bits"], precisions=precisions,
                        modes=tuple(modes), schedule=tuple(schedule), seeds=seeds)
+
+
+def _refine_settings(r: dict[str, Any], where: str) -> RefineSettings:
+    def fail(msg: str) -> None:
+        raise StudyFileError(f"{where}: [refine] {msg}")
+
+    members = r["members"]
+    if members != "all" and (isinstance(members, bool) or not isinstance(members, int) or members < 1):
+        fail(f"members must be \"all\" (the whole front) or a number of members of at least 1, got {members!r}")
+    schedule = r["schedule"]
+    if not schedule or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in schedule):
+        fail("schedule must be a non-empty list of cumulative pruned fractions, e.g. [0.5, 0.8, 0.9]")
+    schedule = [float(v) for v in schedule]
+    if any(not 0.0 < v < 1.0 for v in schedule):  # NaN fails too
+        fail(f"schedule {schedule}: fractions must lie in (0, 1); level 0 is the member itself")
+    if any(b <= a for a, b in zip(schedule, schedule[1:])):
+        fail(f"schedule {schedule} must increase strictly (cumulative fractions)")
+    return RefineSettings(members=None if members == "all" else members, schedule=tuple(schedule))
 
 
 def _int_list(v: Any, key: str, where: str) -> tuple[int, ...]:
