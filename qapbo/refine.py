@@ -29,7 +29,7 @@ from .cost import require_hw
 from .data import JetData, load_data
 from .errors import QapboError
 from .experiment import measure, versions
-from .pareto import MIN_AUC_CONSTRAINT, min_auc_violation
+from .pareto import ATTR_REFINE_OF, MIN_AUC_CONSTRAINT, min_auc_violation
 from .progress import resolve
 from .prune import iterative_pruning
 from .qap import _Bars, _collapsed
@@ -48,7 +48,6 @@ from .storage import (
 from .studyfile import StudyFile, StudyFileError
 
 #: study user attributes of a refine study
-ATTR_REFINE_OF = "qapbo_refine_of"  # the search studies whose (union) front the members came from
 ATTR_MEMBERS = "qapbo_refine_members"  # the chosen members, frozen at creation: [{study, number}]
 #: the parts of the study file that define a search's and a refine study's results (as qapbo.search
 #: stores them; a change refuses a resume)

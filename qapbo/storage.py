@@ -22,11 +22,10 @@ import torch
 
 from .errors import QapboError
 from .models import JetTagger, ModelSpec, build_model
-from .pareto import ATTR_MIN_AUC, DEFAULT_MIN_AUC
+from .pareto import ATTR_KIND, ATTR_MIN_AUC, DEFAULT_MIN_AUC
 from .studyfile import StudyFile, StudyFileError, config_hash, describe_changes
 
 ATTR_CONFIG = "qapbo_config"
-ATTR_KIND = "qapbo_kind"
 ATTR_FILE = "qapbo_study_file"
 ATTR_HASH = "qapbo_config_hash"
 
