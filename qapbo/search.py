@@ -238,8 +238,10 @@ def run_search(
     s = study.search
     store = artifact_store(artifact_dir(study, run.url))
     for ostudy, space in zip(run.studies, run.spaces):
-        done = _count(ostudy, *COUNTED)
-        say(f"search {ostudy.study_name}: {done} trial(s) COMPLETE or stopped early in {redact(run.url)}; budget "
+        complete, pruned = _count(ostudy, TrialState.COMPLETE), _count(ostudy, TrialState.PRUNED)
+        done = complete + pruned
+        say(f"search {ostudy.study_name}: {complete} COMPLETE trial(s) stored in {redact(run.url)}"
+            f"{f' and {pruned} stopped early (PRUNED)' if pruned else ''}; budget "
             f"{run.n_trials if run.n_trials is not None else 'none'} trials"
             f"{f', {run.timeout:g} s' if run.timeout else ''}; sampler {s.sampler}"
             f"; data: {run.data.label}")
