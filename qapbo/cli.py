@@ -232,7 +232,7 @@ def _study_command(sub: Any, name: str, help: str, description: str,
     p.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
                                      "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
     if name not in ("qap", "refine"):
-        p.add_argument("--n-trials", type=_positive_int, help="budget: COMPLETE trials in the study (overrides the file)")
+        p.add_argument("--n-trials", type=_positive_int, help="budget: trials evaluated (COMPLETE or stopped early) in the study (overrides the file)")
         p.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
     _synthetic_args(p)
     p.add_argument("--quiet", action="store_true", help=f"{quiet} (same as --progress lines)")
@@ -415,8 +415,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                              progress=_progress(args), worker=worker)
     for ostudy in studies:
         front = ostudy.best_trials
-        n = sum(t.state.name == "COMPLETE" for t in ostudy.get_trials(deepcopy=False))
-        print(f"search {ostudy.study_name}: {n} COMPLETE trials, {len(front)} on the AUC front ({'+'.join(study.search.costs)}), in "
+        states = [t.state.name for t in ostudy.get_trials(deepcopy=False)]
+        print(f"search {ostudy.study_name}: {states.count('COMPLETE')} COMPLETE trials, {states.count('PRUNED')} "
+              f"stopped early (PRUNED), {len(front)} on the AUC front ({'+'.join(study.search.costs)}), in "
               f"{redact(storage_url(study, args.storage))}")
     return 0
 

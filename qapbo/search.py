@@ -3,7 +3,8 @@
 Optuna does the heavy lifting: samplers, the RDB storage, heartbeats for trials whose process
 died, retries of their parameters, artifacts for checkpoints. qapbo adds the objective (train
 one network, optionally prune it to a target sparsity on the QAP schedule, measure it), the
-study-file contract (a resumed study must have the same space and objectives) and progress.
+study-file contract (a resumed study must have the same space and objectives), progress, and
+early stopping of hopeless trials (:mod:`qapbo.early_stop`; they are stored PRUNED).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from .data import JetData, load_data
+from .early_stop import EarlyStopper, nominal_bops
 from .errors import QapboError, TrainingError
 from .cost import measure_costs
 from .experiment import train_and_measure
@@ -38,6 +40,8 @@ from .studyfile import PROTOCOL_SCHEDULE, StudyFile, StudyFileError
 
 DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs (the default; [objectives] may name other costs)
 MAX_CONSECUTIVE_FAILURES = 10
+#: Trial states the budget counts: architectures evaluated (a PRUNED trial was stopped early)
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def make_sampler(name: str, seed: int, settings: SearchSettings,
@@ -75,6 +79,10 @@ def pruning_schedule(target: float) -> tuple[float, ...]:
     return tuple(v for v in PROTOCOL_SCHEDULE if v < target) + (target,)
 
 
+class _Hopeless(Exception):
+    """Raised from the epoch callback to end a trial that cannot reach the front."""
+
+
 class Objective:
     """Train and measure one candidate; store its metrics and checkpoint on the trial."""
 
@@ -83,13 +91,26 @@ class Objective:
         self.study, self.space, self.data, self.store = study, space, data, store
         self.settings: SearchSettings = study.search
         self.xv = torch.from_numpy(data.x_val)
+        s = self.settings
+        self.stopper = EarlyStopper(s.costs, study.min_auc, s.early_stop_warmup,
+                                    s.early_stop_startup_trials) if s.early_stop else None
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         cand = self.space.suggest(trial, self.data.n_features, self.data.n_classes)
         trial.set_user_attr("model_name", cand.spec.describe())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, for debugging
+        nominal = nominal_bops(cand.spec, cand.sparsity)
+        trial.set_user_attr("nominal_bops", nominal)  # the cost known before training (qapbo.early_stop)
+        t0 = time.perf_counter()
         try:
-            rec, model = self._train(trial, cand)
+            rec, model = self._train(trial, cand, nominal)
+        except _Hopeless as stop:
+            curve = stop.args[1]
+            # the contract of a stopped trial: what it cost, why it stopped; then Optuna stores it PRUNED
+            for k, v in {"epochs": len(curve), "seconds": time.perf_counter() - t0, "kind": "search",
+                         "stop_reason": stop.args[0], "target_sparsity": cand.sparsity}.items():
+                trial.set_user_attr(k, v)
+            raise optuna.TrialPruned(stop.args[0]) from None
         except TrainingError as exc:
             trial.set_user_attr("fail_reason", str(exc))
             raise
@@ -104,6 +125,8 @@ class Objective:
         rec["checkpoint"] = save_checkpoint(self.store, trial, model, {"study": trial.study.study_name,
                                                                           "trial": trial.number})
         rec["kind"] = "search"
+        # the kept model's validation AUC: early stopping compares running trials with it (like with like)
+        rec["val_auc"] = macro_auc(model.predict_proba(self.xv).numpy(), self.data.y_val)
         for k, v in rec.items():
             trial.set_user_attr(k, v)
         missing = [c for c in self.settings.costs if rec.get(c) is None]
@@ -111,12 +134,14 @@ class Objective:
             raise TrainingError(f"{', '.join(missing)} could not be measured: {rec.get('cost_note', 'see qapbo.cost')}")
         return (rec["auc"], *(float(rec[c]) for c in self.settings.costs))
 
-    def _train(self, trial: optuna.Trial, cand: Candidate) -> tuple[dict[str, Any], Any]:
+    def _train(self, trial: optuna.Trial, cand: Candidate, nominal: float) -> tuple[dict[str, Any], Any]:
         # Every trial derives its seeds from the study seed and its number: reproducible.
         seed = self.study.seed * 100_003 + trial.number
         config = replace(cand.train_config(self.study.train), seed=seed)
         history: list[float] = []
         last_write = [time.monotonic()]
+        if self.stopper is not None:
+            self.stopper.start_trial(trial.study)
 
         def report(_level: int, _log: Any, model: Any) -> None:
             # Optuna's trial.report is single-objective only: keep the curve as a user attribute,
@@ -125,6 +150,9 @@ class Objective:
             if time.monotonic() - last_write[0] > 2.0:
                 trial.set_user_attr("intermediate_val_auc", history)
                 last_write[0] = time.monotonic()
+            reason = self.stopper.check(history, nominal) if self.stopper is not None else None
+            if reason is not None:
+                raise _Hopeless(reason, history)
 
         try:
             return self._fit(cand, seed, config, report)
@@ -197,7 +225,7 @@ def run_search(
     log: Callable[[str], None] | None = None,
     worker: int = 0,
 ) -> list[optuna.Study]:
-    """Run (or resume) every search study of ``study`` up to its budget of COMPLETE trials.
+    """Run (or resume) every search study of ``study`` up to its budget of trials (COMPLETE or PRUNED).
 
     Several processes (or machines) may run this on the same storage at once: they share the
     budget, and trials of a process that died are reaped and retried.
@@ -210,8 +238,10 @@ def run_search(
     s = study.search
     store = artifact_store(artifact_dir(study, run.url))
     for ostudy, space in zip(run.studies, run.spaces):
-        done = _count(ostudy, TrialState.COMPLETE)
-        say(f"search {ostudy.study_name}: {done} COMPLETE trial(s) stored in {redact(run.url)}; budget "
+        complete, pruned = _count(ostudy, TrialState.COMPLETE), _count(ostudy, TrialState.PRUNED)
+        done = complete + pruned
+        say(f"search {ostudy.study_name}: {complete} COMPLETE trial(s) stored in {redact(run.url)}"
+            f"{f' and {pruned} stopped early (PRUNED)' if pruned else ''}; budget "
             f"{run.n_trials if run.n_trials is not None else 'none'} trials"
             f"{f', {run.timeout:g} s' if run.timeout else ''}; sampler {s.sampler}"
             f"; data: {run.data.label}")
@@ -228,15 +258,16 @@ def run_search(
 
 def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, timeout: float | None,
               mode: str, say: Callable[[str], None]) -> None:
-    """Run trials one ``optimize`` call at a time until the study holds ``n_trials`` COMPLETE ones.
+    """Run trials one ``optimize`` call at a time until the study holds ``n_trials`` finished ones.
 
-    One trial per call lets every worker check the shared budget right before asking for a
-    trial (COMPLETE + RUNNING anywhere), so workers sharing a study do not overshoot it, and
-    lets a worker wait for trials RUNNING elsewhere: a live worker finishes them, a dead one's
+    The budget counts architectures evaluated: COMPLETE and PRUNED (stopped early) trials; FAIL
+    ones are retried and not counted. One trial per call lets every worker check the shared
+    budget right before asking for a trial (COMPLETE + PRUNED + RUNNING anywhere), so workers
+    sharing a study do not overshoot it, and lets a worker wait for trials RUNNING elsewhere: a live worker finishes them, a dead one's
     are reaped once their heartbeat is older than the grace period (then FAIL, parameters
     retried). Optuna's own ``optimize`` keeps the heartbeat thread and failure handling.
     """
-    bar = progress_bar(mode, total=n_trials, initial=_count(ostudy, TrialState.COMPLETE), desc=ostudy.study_name,
+    bar = progress_bar(mode, total=n_trials, initial=_count(ostudy, *COUNTED), desc=ostudy.study_name,
                        unit="trial")
     say_ = (lambda m: bar.write(m, file=sys.stderr)) if mode == "bars" else say
     failures = [0]
@@ -254,6 +285,11 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
             costs = "  ".join(f"{c} {v:,.0f}" for c, v in zip(objective.settings.costs, ft.values[1:]))
             say_(f"trial {ft.number:3d}  {params}  |  AUC {ft.values[0]:.4f}  {costs}  |  "
                  f"{where} ({len(front)} on front)")
+        elif ft.state == TrialState.PRUNED:  # stopped early: counted, and not a failure (it trained)
+            failures[0] = 0
+            bar.update(1)
+            # the reason starts with its epoch: "trial 7  PRUNED at epoch 9: best val AUC ..."
+            say_(f"trial {ft.number:3d}  PRUNED at {ft.user_attrs.get('stop_reason', 'an unrecorded epoch')}")
         else:
             failures[0] += 1
             say_(f"trial {ft.number:3d}  {ft.state.name}: {ft.user_attrs.get('fail_reason', 'no reason recorded')}")
@@ -268,12 +304,12 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
                 if failures[0] >= MAX_CONSECUTIVE_FAILURES:
                     say_(f"stopping: {failures[0]} trials failed in a row; see their fail_reason")
                     break
-                trials = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+                trials = ostudy.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))
                 running_trials = [t for t in trials if t.state == TrialState.RUNNING]
                 if running_trials and _reap(ostudy, running_trials, say_, grace):
                     continue  # some were dead: count again
                 running = len(running_trials)
-                complete = len(trials) - running
+                complete = len(trials) - running  # COMPLETE or PRUNED
                 if n_trials is not None and complete >= n_trials:
                     break
                 if n_trials is not None and complete + running >= n_trials:
@@ -316,8 +352,8 @@ def _reap(ostudy: optuna.Study, running: list[optuna.trial.FrozenTrial], say: Ca
     return reaped
 
 
-def _count(ostudy: optuna.Study, state: TrialState) -> int:
-    return len(ostudy.get_trials(deepcopy=False, states=(state,)))
+def _count(ostudy: optuna.Study, *states: TrialState) -> int:
+    return len(ostudy.get_trials(deepcopy=False, states=states))
 
 
 def _violated(ft: optuna.trial.FrozenTrial) -> str:

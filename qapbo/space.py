@@ -181,6 +181,11 @@ class SearchSettings:
     max_retry: int
     #: the costs minimized beside AUC (qapbo.cost names), in objective order
     costs: tuple[str, ...] = ("bops",)
+    #: stop hopeless trials (qapbo.early_stop) after ``early_stop_warmup`` epochs, once
+    #: ``early_stop_startup_trials`` COMPLETE trials have learning curves
+    early_stop: bool = True
+    early_stop_warmup: int = 5
+    early_stop_startup_trials: int = 4
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -209,6 +214,10 @@ def parse_search(s: dict[str, Any], objectives: dict[str, Any], train: TrainConf
         fail("heartbeat_interval must be >= 1 s and grace_period longer than it")
     if s["max_retry"] < 0:
         fail("max_retry must be 0 or more")
+    if s["early_stop_warmup"] < 0:
+        fail(f"early_stop_warmup is {s['early_stop_warmup']}: use 0 or more epochs")
+    if s["early_stop_startup_trials"] < 1:
+        fail(f"early_stop_startup_trials is {s['early_stop_startup_trials']}: use at least 1 completed trial")
     precisions = None
     if s["preset"] is not None:
         if s["preset"] not in PRESETS:
@@ -246,7 +255,9 @@ def parse_search(s: dict[str, Any], objectives: dict[str, Any], train: TrainConf
     return SearchSettings(sampler=s["sampler"], n_trials=s["n_trials"], timeout=s["timeout"], preset=s["preset"],
                           precisions=precisions, space=space, constraints=constraints,
                           heartbeat_interval=s["heartbeat_interval"], grace_period=s["grace_period"],
-                          max_retry=s["max_retry"], costs=costs)
+                          max_retry=s["max_retry"], costs=costs, early_stop=s["early_stop"],
+                          early_stop_warmup=s["early_stop_warmup"],
+                          early_stop_startup_trials=s["early_stop_startup_trials"])
 
 
 def paper_bo_space(train: TrainConfig) -> SearchSpace:

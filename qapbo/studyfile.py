@@ -47,7 +47,8 @@ _QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (in
         "schedule": (list, list(PROTOCOL_SCHEDULE)), "seeds": (list, None)}
 _SEARCH = {"sampler": (str, "tpe"), "n_trials": (int, None), "timeout": (float, None), "preset": (str, None),
            "precisions": (list, None), "space": (dict, None), "heartbeat_interval": (int, 10),
-           "grace_period": (int, 30), "max_retry": (int, 2)}
+           "grace_period": (int, 30), "max_retry": (int, 2), "early_stop": (bool, True),
+           "early_stop_warmup": (int, 5), "early_stop_startup_trials": (int, 4)}
 _COST_KEYS = ("bops", "ebops", "luts", "latency")  # qapbo.cost.COSTS
 _OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, None), "luts": (str, None),
                "latency": (str, None), "constraints": (list, []),
@@ -57,8 +58,10 @@ _OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, Non
 _REFINE = {"members": (object, "all"), "schedule": (list, list(PROTOCOL_SCHEDULE[1:]))}
 SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES,
             "refine": _REFINE}
-#: Search keys that only set the budget or liveness checks: changing them keeps a study resumable.
-SEARCH_BUDGET_KEYS = ("n_trials", "timeout", "heartbeat_interval", "grace_period", "max_retry")
+#: Search keys that only set the budget, liveness checks or compute (early stopping): changing them,
+#: or a study stored before they existed, keeps a study resumable.
+SEARCH_BUDGET_KEYS = ("n_trials", "timeout", "heartbeat_interval", "grace_period", "max_retry", "early_stop",
+                      "early_stop_warmup", "early_stop_startup_trials")
 
 
 @dataclass(frozen=True)

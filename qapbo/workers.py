@@ -142,7 +142,7 @@ def _child(progress: bool | str) -> str:
 
 
 def _run(procs: list, studies: list[optuna.Study], total: int | None, desc: str, progress: bool | str) -> None:
-    """Start ``procs``, show the COMPLETE trials of ``studies`` until they end; raise if any failed."""
+    """Start ``procs``, show the finished trials of ``studies`` until they end; raise if any failed."""
     for p in procs:
         p.start()
     try:
@@ -175,7 +175,9 @@ def _watch(procs: list, studies: list[optuna.Study], total: int | None, desc: st
     bar = progress_bar(resolve(progress), total=total, desc=desc, unit="trial")
     try:
         while any(p.is_alive() for p in procs):
-            done = sum(len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) for s in studies)
+            # a search budget counts PRUNED (stopped early) trials too; QAP levels are never PRUNED
+            done = sum(len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+                       for s in studies)
             bar.n = done
             bar.refresh()
             time.sleep(1.0)

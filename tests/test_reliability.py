@@ -33,6 +33,7 @@ sampler = "tpe"
 n_trials = {n_trials}
 heartbeat_interval = 1
 grace_period = 2
+early_stop = false  # kills and resumes are counted in COMPLETE trials: none may stop early
 [search.space]
 n_layers = {{ low = 1, high = 2 }}
 width = {{ low = 4, high = 32, log = true }}
