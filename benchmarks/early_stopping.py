@@ -24,6 +24,7 @@ import argparse
 import math
 import multiprocessing as mp
 import os
+import pickle
 import platform
 import statistics
 import sys
@@ -39,11 +40,11 @@ MODES = (("stop", True), ("no stop", False))
 
 
 def run_one(path: str, synthetic: bool, rows: int | None, seed: int, trials: int, early_stop: bool) -> dict:
-    """One search in a fresh temporary storage; its trials as plain tuples (state, seconds, epochs, auc, bops, ok)."""
+    """One search in a fresh temporary storage: its stored result (COMPLETE and PRUNED trials) and wall time."""
     warnings.filterwarnings("ignore")
     import optuna
 
-    from qapbo.pareto import is_feasible
+    from qapbo.pareto import load_results
     from qapbo.search import run_search
     from qapbo.studyfile import load_study_file
 
@@ -55,27 +56,15 @@ def run_one(path: str, synthetic: bool, rows: int | None, seed: int, trials: int
         t0 = time.perf_counter()
         (ostudy,) = run_search(study, storage=f"sqlite:///{tmp}/bench.db", progress="none")
         wall = time.perf_counter() - t0
-        rows_out = []
-        for t in sorted(ostudy.get_trials(deepcopy=False), key=lambda t: t.number):
-            if t.state.name not in ("COMPLETE", "PRUNED"):
-                continue
-            done = t.state.name == "COMPLETE"
-            rows_out.append((t.state.name, float(t.user_attrs.get("seconds", 0.0)), int(t.user_attrs.get("epochs", 0)),
-                             t.values[0] if done else None, t.values[1] if done else None, done and is_feasible(t)))
-    return {"seed": seed, "early_stop": early_stop, "trials": rows_out, "wall": wall}
+        (result,) = load_results(f"sqlite:///{tmp}/bench.db", [ostudy.study_name])
+    return {"seed": seed, "early_stop": early_stop, "result": result, "wall": wall}
 
 
 def curve(run: dict, ref: tuple[float, float]) -> list[tuple[float, float]]:
-    """(cumulative training seconds, hypervolume so far) after every trial, in trial order."""
-    from qapbo.pareto import hypervolume
+    """(cumulative training seconds, hypervolume so far) after every finished trial: qapbo compare's history."""
+    from qapbo.pareto import hypervolume_history
 
-    out, pts, spent = [(0.0, 0.0)], [], 0.0
-    for state, seconds, _epochs, auc, bops, ok in run["trials"]:
-        spent += seconds
-        if ok:
-            pts.append((auc, bops))
-        out.append((spent, hypervolume(pts, ref)))
-    return out
+    return [(h.seconds, h.hypervolume) for h in hypervolume_history(run["result"], ref)]
 
 
 def hv_at(c: list[tuple[float, float]], seconds: float) -> float:
@@ -90,6 +79,11 @@ def time_to(curves: list[list[tuple[float, float]]], target: float) -> float:
     return math.inf
 
 
+def first_reach(c: list[tuple[float, float]], target: float) -> float:
+    """Training seconds until one run's hypervolume first reaches ``target`` (inf if never)."""
+    return next((s for s, hv in c if hv >= target - 1e-12), math.inf)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default=str(ROOT / "studies" / "quickstart.toml"), help="study file (its [search])")
@@ -99,8 +93,16 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=None, help="trial budget per run (default: the file's n_trials)")
     ap.add_argument("--jobs", type=int, default=1, choices=(1, 2), help="runs at a time, one process each")
     ap.add_argument("--out", default=None, help="PNG of hypervolume against training seconds")
+    ap.add_argument("--tolerance", type=float, default=0.001,
+                    help="relative shortfall of the target hypervolume still counted as reached (default 0.001)")
+    ap.add_argument("--save", default=None, help="pickle the runs' stored results here (to report again with --load)")
+    ap.add_argument("--load", default=None, help="report on runs saved with --save instead of running")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
+    if args.load:
+        with open(args.load, "rb") as f:
+            report(pickle.load(f), args.out, args.tolerance)
+        return
     from qapbo.studyfile import load_study_file
 
     study = load_study_file(args.study, synthetic=args.synthetic, rows=args.rows)
@@ -110,25 +112,33 @@ def main() -> None:
     jobs = [(args.study, args.synthetic, args.rows, seed, trials, on) for seed in range(args.seeds) for _, on in MODES]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
-        runs = list(pool.map(run_one, *zip(*jobs)))
+        runs = []
+        for run in pool.map(run_one, *zip(*jobs)):  # in order; one line per run, so a long benchmark shows progress
+            runs.append(run)
+            print(f"  run {len(runs)}/{len(jobs)}: seed {run['seed']} {'stop' if run['early_stop'] else 'no stop'} "
+                  f"done ({run['wall']:.0f} s wall)", file=sys.stderr, flush=True)
     print(f"all runs: {time.perf_counter() - t0:.0f} s wall\n")
-    report(runs, args.out)
+    if args.save:
+        with open(args.save, "wb") as f:
+            pickle.dump(runs, f)
+    report(runs, args.out, args.tolerance)
 
 
-def report(runs: list[dict], out: str | None) -> None:
-    bops = [b for r in runs for *_, b, ok in r["trials"] if ok]
-    if not bops:
-        sys.exit("no feasible trial in any run: nothing to compare")
-    ref = (0.5, 10.0 ** math.ceil(math.log10(max(bops)) + 1e-9))  # pareto.reference_point's rule, over all runs
+def report(runs: list[dict], out: str | None, tolerance: float = 0.001) -> None:
+    from qapbo.pareto import reference_point
+
+    if not any(r["result"].trials for r in runs):
+        sys.exit("no finished trial in any run: nothing to compare")
+    ref = reference_point([r["result"] for r in runs if r["result"].trials])  # one for every run
     curves = {id(r): curve(r, ref) for r in runs}
     by_mode = {on: [r for r in runs if r["early_stop"] == on] for _, on in MODES}
     print(f"reference point: AUC {ref[0]}, BOPs {ref[1]:.0e}")
     print(f"{'seed':>4} {'mode':>8} {'final HV':>9} {'train s':>8} {'epochs':>7} {'pruned':>7} {'trials':>7}")
     for r in runs:
         c = curves[id(r)]
-        pruned = sum(t[0] == "PRUNED" for t in r["trials"])
+        res = r["result"]
         print(f"{r['seed']:>4} {'stop' if r['early_stop'] else 'no stop':>8} {c[-1][1]:>9.4f} {c[-1][0]:>8.1f} "
-              f"{sum(t[2] for t in r['trials']):>7} {pruned:>7} {len(r['trials']):>7}")
+              f"{res.epochs:>7} {len(res.pruned):>7} {len(res.trials) + len(res.compute_only):>7}")
     final = {on: [curves[id(r)][-1][1] for r in rs] for on, rs in by_mode.items()}
     total = {on: [curves[id(r)][-1][0] for r in rs] for on, rs in by_mode.items()}
     base_total = statistics.median(total[False])
@@ -139,16 +149,29 @@ def report(runs: list[dict], out: str | None) -> None:
         print(f"{s:>8.1f} " + " ".join(f"{statistics.median(hv_at(curves[id(r)], s) for r in by_mode[on]):>9.4f}"
                                        for _, on in MODES))
     target = statistics.median(final[False])
-    reach = {on: time_to([curves[id(r)] for r in rs], target) for on, rs in by_mode.items()}
     lo, hi = min(final[False]), max(final[False])
     within = [v >= lo - 1e-12 for v in final[True]]  # above the spread counts as within: no loss
     print(f"\ntarget: the no-stopping median final hypervolume {target:.4f} (seed spread {lo:.4f} .. {hi:.4f})")
-    for name, on in MODES:
-        print(f"  {name:>8}: its median curve reaches it after {reach[on]:.1f} training s; median total "
-              f"{statistics.median(total[on]):.1f} s")
-    ratio = reach[True] / reach[False] if math.isfinite(reach[True]) and reach[False] > 0 else math.inf
-    print(f"time ratio (stop / no stop) to reach it: {ratio:.2f}; total training time ratio "
-          f"{statistics.median(total[True]) / base_total:.2f}")
+    ratio = math.inf
+    # exact, then within a stated tolerance: a final HV 0.0003 short of the target must not read as "never"
+    for tol in (0.0, tolerance):
+        goal = target * (1.0 - tol)
+        reach = {on: time_to([curves[id(r)] for r in rs], goal) for on, rs in by_mode.items()}
+        r_ = reach[True] / reach[False] if math.isfinite(reach[True]) and reach[False] > 0 else math.inf
+        ratio = r_ if tol == tolerance else ratio
+        print(f"  median curves reaching {goal:.4f} ({'exactly' if tol == 0 else f'target - {tol:.1%}'}): "
+              + "; ".join(f"{name} after {reach[on]:.1f} s" for name, on in MODES) + f"; ratio {r_:.2f}")
+    paired = []
+    for r in by_mode[True]:  # each seed against its own no-stopping run: the same first trials, so a fair pair
+        base = next(b for b in by_mode[False] if b["seed"] == r["seed"])
+        goal = curves[id(base)][-1][1] * (1.0 - tolerance)
+        t_stop, t_base = first_reach(curves[id(r)], goal), first_reach(curves[id(base)], goal)
+        paired.append(t_stop / t_base if t_base > 0 else math.inf)
+    print(f"  per seed, time to reach its no-stopping run's final HV (- {tolerance:.1%}), stop / no stop: "
+          + " ".join(f"{p:.2f}" for p in paired) + f" (median {statistics.median(paired):.2f})")
+    print(f"total training time ratio (median stop / median no stop): {statistics.median(total[True]) / base_total:.2f}; "
+          "per seed: " + " ".join(f"{curves[id(r)][-1][0] / curves[id(b)][-1][0]:.2f}" for r in by_mode[True]
+                                  for b in by_mode[False] if b["seed"] == r["seed"]))
     print(f"with-stopping final hypervolumes within (or above) the no-stopping spread: {sum(within)}/{len(within)}")
     ok = all(within) and ratio <= 0.6
     print(f"issue 13 target (same final HV within the spread, <= 60 % of the time): {'MET' if ok else 'NOT met'}")
