@@ -41,3 +41,43 @@ def bar(mode: str, **kwargs: Any):
     from tqdm import tqdm
 
     return tqdm(file=sys.stderr, disable=mode != "bars", **kwargs)
+
+
+class LevelBars:
+    """Progress of QAP-like runs: a bar over levels and one over the epochs of the current level (stderr)."""
+
+    def __init__(self, total: int, done: int, epochs: int, enabled: bool):
+        self.enabled = enabled
+        self.levels = self.epochs = None
+        self.max_epochs = epochs
+        if enabled:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm
+            self.levels = tqdm(total=total, initial=done, desc="levels", unit="level", file=sys.stderr, position=0)
+
+    def epoch(self, desc: str, log) -> None:
+        if not self.enabled:
+            return
+        if self.epochs is None or self.epochs.desc != desc:
+            if self.epochs is not None:
+                self.epochs.close()
+            self.epochs = self._tqdm(total=self.max_epochs, desc=desc, unit="epoch", file=sys.stderr,
+                                     position=1, leave=False)
+        self.epochs.update(1)
+        self.epochs.set_postfix(val_loss=f"{log.val_loss:.4f}")
+
+    def level_done(self, msg: str, say) -> None:
+        if self.enabled:
+            if self.epochs is not None:
+                self.epochs.close()
+                self.epochs = None
+            self.levels.update(1)
+            self._tqdm.write(msg, file=sys.stderr)
+        else:
+            say(msg)
+
+    def close(self) -> None:
+        for bar in (self.epochs, self.levels):
+            if bar is not None:
+                bar.close()

@@ -113,3 +113,11 @@ def _rewind_(model: JetTagger, initial_state: dict[str, torch.Tensor]) -> None:
 def initial_state_of(model: JetTagger) -> dict[str, torch.Tensor]:
     """A deep copy of the model's state, for lottery-ticket rewinding."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def collapsed_note(per_layer: list[float]) -> str:
+    """Global magnitude pruning can remove a whole layer (BN makes its scale free, L1 shrinks it): say so."""
+    gone = [str(i + 1) for i, s in enumerate(per_layer) if s >= 1.0]
+    if not gone:
+        return ""
+    return f"  (layer{'s' if len(gone) > 1 else ''} {', '.join(gone)} fully pruned: the output no longer depends on the input)"

@@ -20,8 +20,8 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from .data import JetData, load_data
 from .models import build_model
 from .pareto import MIN_AUC_CONSTRAINT, min_auc_violation
-from .progress import resolve
-from .prune import initial_state_of, iterative_pruning
+from .progress import LevelBars, resolve
+from .prune import collapsed_note, initial_state_of, iterative_pruning
 from .storage import (
     artifact_dir,
     artifact_store,
@@ -115,7 +115,7 @@ def run_qap(
     say(f"qap {study.name}: {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)} "
         f"(study {prep.study.study_name}); data: {first.label}")
 
-    bars = _Bars(prep.total, len(prep.done), study.train.epochs, enabled=mode == "bars")
+    bars = LevelBars(prep.total, len(prep.done), study.train.epochs, enabled=mode == "bars")
     try:
         for i in range(len(prep.chains)) if chains is None else chains:
             chain = prep.chains[i]
@@ -174,53 +174,5 @@ def _run_chain(ostudy, store, data, study, chain, done, dists, bars, say) -> Non
         ostudy.add_trial(trial)
         bars.level_done(f"{tag} level {res.level:2d} ({rec['sparsity']:6.2%} pruned): AUC {rec['auc']:.4f}  "
                         f"BOPs {rec['bops']:,.0f}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
-                        f"{rec['seconds']:.1f} s{_collapsed(rec['sparsity_per_layer'])}"
+                        f"{rec['seconds']:.1f} s{collapsed_note(rec['sparsity_per_layer'])}"
                         f"{'  (below min_auc: infeasible, on no front)' if rec['auc'] < study.min_auc else ''}", say)
-
-
-def _collapsed(per_layer: list[float]) -> str:
-    """Global magnitude pruning can remove a whole layer (BN makes its scale free, L1 shrinks it): say so."""
-    gone = [str(i + 1) for i, s in enumerate(per_layer) if s >= 1.0]
-    if not gone:
-        return ""
-    return f"  (layer{'s' if len(gone) > 1 else ''} {', '.join(gone)} fully pruned: the output no longer depends on the input)"
-
-
-class _Bars:
-    """Progress: a bar over levels and one over the epochs of the current level (stderr)."""
-
-    def __init__(self, total: int, done: int, epochs: int, enabled: bool):
-        self.enabled = enabled
-        self.levels = self.epochs = None
-        self.max_epochs = epochs
-        if enabled:
-            from tqdm import tqdm
-
-            self._tqdm = tqdm
-            self.levels = tqdm(total=total, initial=done, desc="levels", unit="level", file=sys.stderr, position=0)
-
-    def epoch(self, desc: str, log) -> None:
-        if not self.enabled:
-            return
-        if self.epochs is None or self.epochs.desc != desc:
-            if self.epochs is not None:
-                self.epochs.close()
-            self.epochs = self._tqdm(total=self.max_epochs, desc=desc, unit="epoch", file=sys.stderr,
-                                     position=1, leave=False)
-        self.epochs.update(1)
-        self.epochs.set_postfix(val_loss=f"{log.val_loss:.4f}")
-
-    def level_done(self, msg: str, say) -> None:
-        if self.enabled:
-            if self.epochs is not None:
-                self.epochs.close()
-                self.epochs = None
-            self.levels.update(1)
-            self._tqdm.write(msg, file=sys.stderr)
-        else:
-            say(msg)
-
-    def close(self) -> None:
-        for bar in (self.epochs, self.levels):
-            if bar is not None:
-                bar.close()

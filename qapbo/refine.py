@@ -30,9 +30,8 @@ from .data import JetData, load_data
 from .errors import QapboError
 from .experiment import measure, versions
 from .pareto import ATTR_REFINE_OF, MIN_AUC_CONSTRAINT, min_auc_violation
-from .progress import resolve
-from .prune import iterative_pruning
-from .qap import _Bars, _collapsed
+from .progress import LevelBars, resolve
+from .prune import collapsed_note, iterative_pruning
 from .storage import (
     StorageError,
     artifact_dir,
@@ -243,7 +242,7 @@ def run_refine(
         say("the search's front has changed since this refine study started; refining the members chosen "
             "then (a new front needs a new study name)")
     store = artifact_store(artifact_dir(study, prep.url))
-    bars = _Bars(prep.total, len(prep.done), study.train.epochs, enabled=mode == "bars")
+    bars = LevelBars(prep.total, len(prep.done), study.train.epochs, enabled=mode == "bars")
     try:
         for member in prep.members:
             _run_member(prep, store, study, member, dists, bars, say)
@@ -260,7 +259,7 @@ def member_seed(study: StudyFile, search_study: str, number: int) -> int:
 
 
 def _run_member(prep: PreparedRefine, store, study: StudyFile, member: tuple[str, FrozenTrial],
-                dists: dict, bars: _Bars, say: Callable[[str], None]) -> None:
+                dists: dict, bars: LevelBars, say: Callable[[str], None]) -> None:
     name, src = member
     tag = label(name, src.number)
     chain = prep.chains[tag]
@@ -287,7 +286,7 @@ def _run_member(prep: PreparedRefine, store, study: StudyFile, member: tuple[str
         costs = "  ".join(f"{c} {v:,.0f}" for c, v in zip(study.search.costs, values[1:]))
         bars.level_done(f"{desc} level {level}/{len(chain) - 1} ({rec['sparsity']:6.2%} pruned): AUC "
                         f"{rec['auc']:.4f}  {costs}  {rec['epochs']} epochs  {rec['seconds']:.1f} s"
-                        f"{_collapsed(rec['sparsity_per_layer'])}"
+                        f"{collapsed_note(rec['sparsity_per_layer'])}"
                         f"{'  (below min_auc: infeasible, on no front)' if rec['auc'] < study.min_auc else ''}", say)
 
     # level 0 is the member's own checkpoint; later levels each have their own

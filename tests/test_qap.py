@@ -309,8 +309,8 @@ def test_sigint_to_the_parent_alone_stops_every_worker_then_resume(tmp_path):
 
 
 def test_a_layer_pruned_away_is_named_in_the_level_line():
-    from qapbo.qap import _collapsed
+    from qapbo.prune import collapsed_note
 
-    assert _collapsed([0.99, 0.9995, 0.5]) == ""
-    assert _collapsed([0.9, 1.0, 0.5]) == "  (layer 2 fully pruned: the output no longer depends on the input)"
-    assert "layers 1, 3 fully pruned" in _collapsed([1.0, 0.2, 1.0])
+    assert collapsed_note([0.99, 0.9995, 0.5]) == ""
+    assert collapsed_note([0.9, 1.0, 0.5]) == "  (layer 2 fully pruned: the output no longer depends on the input)"
+    assert "layers 1, 3 fully pruned" in collapsed_note([1.0, 0.2, 1.0])
