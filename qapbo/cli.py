@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="compare stored fronts: table (Markdown or JSON) and figures",
                        description="Load studies from a storage, extract their AUC-BOPs fronts and compare them: "
-                                   "hypervolume, coverage, BOPs at target AUCs, AUC within BOPs budgets, cost.")
+                                   "hypervolume, coverage, BOPs at target AUCs, AUC within BOPs budgets, compute spent "
+                                   "(stopped-early trials and a refined study's searches included) and every pair's "
+                                   "hypervolume at equal compute (the seconds and epochs the cheaper one spent).")
     _comparison_args(c)
     c.add_argument("--out", default="runs/compare", help="directory for the figures (default: runs/compare)")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON instead of Markdown")
