@@ -172,6 +172,10 @@ def report(runs: list[dict], out: str | None, tolerance: float = 0.001) -> None:
     print(f"total training time ratio (median stop / median no stop): {statistics.median(total[True]) / base_total:.2f}; "
           "per seed: " + " ".join(f"{curves[id(r)][-1][0] / curves[id(b)][-1][0]:.2f}" for r in by_mode[True]
                                   for b in by_mode[False] if b["seed"] == r["seed"]))
+    pairs = [(r["result"], b["result"]) for r in by_mode[True] for b in by_mode[False] if b["seed"] == r["seed"]]
+    print("total epochs ratio per seed (machine-independent; seconds vary with load): "
+          + " ".join(f"{a.epochs / b.epochs:.2f}" for a, b in pairs)
+          + f" (median {statistics.median(a.epochs / b.epochs for a, b in pairs):.2f})")
     print(f"with-stopping final hypervolumes within (or above) the no-stopping spread: {sum(within)}/{len(within)}")
     ok = all(within) and ratio <= 0.6
     print(f"issue 13 target (same final HV within the spread, <= 60 % of the time): {'MET' if ok else 'NOT met'}")
