@@ -60,28 +60,30 @@ def run_one(path: str, synthetic: bool, rows: int | None, seed: int, trials: int
     return {"seed": seed, "early_stop": early_stop, "result": result, "wall": wall}
 
 
-def curve(run: dict, ref: tuple[float, float]) -> list[tuple[float, float]]:
-    """(cumulative training seconds, hypervolume so far) after every finished trial: qapbo compare's history."""
+def curve(run: dict, ref: tuple[float, float]) -> list:
+    """The hypervolume after every finished trial against cumulative training: qapbo compare's history."""
     from qapbo.pareto import hypervolume_history
 
-    return [(h.seconds, h.hypervolume) for h in hypervolume_history(run["result"], ref)]
+    return hypervolume_history(run["result"], ref)
 
 
-def hv_at(c: list[tuple[float, float]], seconds: float) -> float:
-    return max(hv for s, hv in c if s <= seconds)
+def hv_at(c: list, seconds: float) -> float:
+    from qapbo.pareto import hypervolume_at
+
+    return hypervolume_at(c, seconds=seconds)
 
 
-def time_to(curves: list[list[tuple[float, float]]], target: float) -> float:
+def time_to(curves: list[list], target: float) -> float:
     """Training seconds until the median (over seeds) hypervolume first reaches ``target`` (inf if never)."""
-    for s in sorted({s for c in curves for s, _ in c}):
+    for s in sorted({h.seconds for c in curves for h in c}):
         if statistics.median(hv_at(c, s) for c in curves) >= target - 1e-12:
             return s
     return math.inf
 
 
-def first_reach(c: list[tuple[float, float]], target: float) -> float:
+def first_reach(c: list, target: float) -> float:
     """Training seconds until one run's hypervolume first reaches ``target`` (inf if never)."""
-    return next((s for s, hv in c if hv >= target - 1e-12), math.inf)
+    return next((h.seconds for h in c if h.hypervolume >= target - 1e-12), math.inf)
 
 
 def main() -> None:
@@ -137,10 +139,10 @@ def report(runs: list[dict], out: str | None, tolerance: float = 0.001) -> None:
     for r in runs:
         c = curves[id(r)]
         res = r["result"]
-        print(f"{r['seed']:>4} {'stop' if r['early_stop'] else 'no stop':>8} {c[-1][1]:>9.4f} {c[-1][0]:>8.1f} "
+        print(f"{r['seed']:>4} {'stop' if r['early_stop'] else 'no stop':>8} {c[-1].hypervolume:>9.4f} {c[-1].seconds:>8.1f} "
               f"{res.epochs:>7} {len(res.pruned):>7} {len(res.trials) + len(res.compute_only):>7}")
-    final = {on: [curves[id(r)][-1][1] for r in rs] for on, rs in by_mode.items()}
-    total = {on: [curves[id(r)][-1][0] for r in rs] for on, rs in by_mode.items()}
+    final = {on: [curves[id(r)][-1].hypervolume for r in rs] for on, rs in by_mode.items()}
+    total = {on: [curves[id(r)][-1].seconds for r in rs] for on, rs in by_mode.items()}
     base_total = statistics.median(total[False])
     print("\nhypervolume against cumulative training seconds (median over seeds)")
     print(f"{'seconds':>8} " + " ".join(f"{name:>9}" for name, _ in MODES))
@@ -164,13 +166,13 @@ def report(runs: list[dict], out: str | None, tolerance: float = 0.001) -> None:
     paired = []
     for r in by_mode[True]:  # each seed against its own no-stopping run: the same first trials, so a fair pair
         base = next(b for b in by_mode[False] if b["seed"] == r["seed"])
-        goal = curves[id(base)][-1][1] * (1.0 - tolerance)
+        goal = curves[id(base)][-1].hypervolume * (1.0 - tolerance)
         t_stop, t_base = first_reach(curves[id(r)], goal), first_reach(curves[id(base)], goal)
         paired.append(t_stop / t_base if t_base > 0 else math.inf)
     print(f"  per seed, time to reach its no-stopping run's final HV (- {tolerance:.1%}), stop / no stop: "
           + " ".join(f"{p:.2f}" for p in paired) + f" (median {statistics.median(paired):.2f})")
     print(f"total training time ratio (median stop / median no stop): {statistics.median(total[True]) / base_total:.2f}; "
-          "per seed: " + " ".join(f"{curves[id(r)][-1][0] / curves[id(b)][-1][0]:.2f}" for r in by_mode[True]
+          "per seed: " + " ".join(f"{curves[id(r)][-1].seconds / curves[id(b)][-1].seconds:.2f}" for r in by_mode[True]
                                   for b in by_mode[False] if b["seed"] == r["seed"]))
     pairs = [(r["result"], b["result"]) for r in by_mode[True] for b in by_mode[False] if b["seed"] == r["seed"]]
     print("total epochs ratio per seed (machine-independent; seconds vary with load): "
@@ -187,7 +189,7 @@ def report(runs: list[dict], out: str | None, tolerance: float = 0.001) -> None:
 
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in runs:
-            s, hv = zip(*curves[id(r)])
+            s, hv = [h.seconds for h in curves[id(r)]], [h.hypervolume for h in curves[id(r)]]
             ax.step(s, hv, where="post", color="C0" if r["early_stop"] else "C1", alpha=0.7,
                     label=("early stop" if r["early_stop"] else "no early stop") if r["seed"] == 0 else None)
         ax.axhline(target, color="grey", ls=":", label="no-stop median final HV")
