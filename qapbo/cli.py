@@ -172,7 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "NAME.hls4ml.json (default: the least that reproduces the stored model on every test row)")
     e.add_argument("--check-hls4ml", action="store_true", help="also convert with hls4ml, compile its C++ emulation "
                    "and keep nothing unless it gives the stored model's class on every test row (needs "
-                   "pip install 'qapbo[hls4ml]' and g++)")
+                   "pip install 'qapbo[hls4ml]' and g++); the file checked is the file written")
+    e.add_argument("--strategy", choices=("da", "latency"), default="da",
+                   help="hls4ml strategy written in NAME.hls4ml.json: da (default), hls4ml's distributed arithmetic, "
+                        "the shift-and-add logic qapbo's luts cost counts (hls4ml needs da4ml for it); latency, "
+                        "hls4ml's multiplier (DSP) design")
     _synthetic_args(e)
     e.set_defaults(func=cmd_export)
 
@@ -463,19 +467,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     study = _load_study(args)
     rep = export_trial(study, args.trial, out=args.out, study_name=args.study_name, storage=args.storage,
-                       precision=args.precision, check_with_hls4ml=args.check_hls4ml)
+                       precision=args.precision, check_with_hls4ml=args.check_hls4ml, strategy=args.strategy)
     print(f"wrote {rep.onnx_path} (QONNX) and {rep.json_path}: trial {rep.trial} of {rep.study_name}; "
           f"qonnx executor on {rep.rows_checked} test rows: max logit difference {rep.max_abs_diff:.2g}, "
           f"same class {rep.same_predictions}/{rep.rows_checked}")
     if rep.hls4ml_path is None:
         print(rep.hls4ml_note)
     else:
-        print(f"wrote {rep.hls4ml_path} (hls4ml hls_config, {rep.precision}-bit relative precision, "
-              f"{rep.hls4ml_note})")
+        print(f"wrote {rep.hls4ml_path} (hls4ml hls_config, strategy {rep.strategy}, {rep.precision}-bit relative "
+              f"precision, {rep.hls4ml_note})")
     if rep.hls4ml_check is not None:
         c = rep.hls4ml_check
-        print(f"hls4ml C++ emulation on {c.rows} test rows: same class {c.same_class}/{c.rows}, "
-              f"max logit difference {c.max_abs_diff:.2g} (tolerance {c.tolerance:g})")
+        kernels = f"; hls4ml's DA kernels: {c.da_kernel_luts:.0f} LUTs (da4ml)" if c.da_kernel_luts is not None else ""
+        print(f"hls4ml C++ emulation on {c.rows} test rows ({c.strategy}, from the file as written): same class "
+              f"{c.same_class}/{c.rows}, max logit difference {c.max_abs_diff:.2g} (tolerance {c.tolerance:g}){kernels}")
     return 0
 
 

@@ -29,9 +29,9 @@ from .data import JetData, load_data
 from .errors import QapboError
 from .fixedpoint import LOGIT_TOLERANCE, FixedPointError, FixedPointView, agreement, fixed_point_view, \
     least_exact_precision
-from .hls4ml_config import Hls4mlCheck, check_hls4ml, hls_config, prepare_graph, require_hls4ml
+from .hls4ml_config import DEFAULT_STRATEGY, STRATEGIES, Hls4mlCheck, check_hls4ml, hls_config, prepare_graph, \
+    require_hls4ml
 from .models import JetTagger
-from .qap import qap_study_name
 from .storage import artifact_dir, artifact_store, load_checkpoint, open_storage, redact, storage_url
 from .studyfile import StudyFile
 
@@ -55,6 +55,7 @@ class ExportReport:
     precision: int | None = None  # relative precision (bits) of the emitted formats
     hls4ml_note: str = ""
     hls4ml_check: Hls4mlCheck | None = None
+    strategy: str = STRATEGIES[DEFAULT_STRATEGY]  # hls4ml's name of the strategy written
 
 
 def to_qonnx(model: JetTagger, path: str | Path) -> Path:
@@ -110,16 +111,21 @@ def export_trial(
     check_rows: int = 32,
     precision: int | None = None,
     check_with_hls4ml: bool = False,
+    strategy: str = DEFAULT_STRATEGY,
 ) -> ExportReport:
     """Export trial ``trial`` of one of ``study``'s stored studies to QONNX and check it.
 
     Beside the graph go its JSON sidecar and, for a fully quantized network, the hls4ml
     configuration at ``precision`` relative bits (default: the least whose fixed-point emulation
-    reproduces the stored model on every test row). ``check_with_hls4ml`` also compiles hls4ml's
-    C++ emulation and keeps nothing unless it agrees on every test row.
+    reproduces the stored model on every test row) for hls4ml's ``strategy`` (default: distributed
+    arithmetic, the shift-and-add logic the ``luts`` cost counts). ``check_with_hls4ml`` also
+    compiles hls4ml's C++ emulation from the very bytes that are then written, and keeps nothing
+    unless it agrees on every test row.
     """
+    if strategy not in STRATEGIES:
+        raise ExportError(f"unknown hls4ml strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if check_with_hls4ml:
-        require_hls4ml()
+        require_hls4ml(strategy)
     url = storage_url(study, storage)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         raise ExportError(f"no results at {redact(url)}; run the study first, or pass --storage")
@@ -152,28 +158,31 @@ def export_trial(
                               f"{diff:.3g} on {len(x)} test rows), so it was not written; please report this")
         view, note = _fixed_point(model, data, precision)
         hls_path = out.with_suffix(".hls4ml.json") if view is not None else None
-        config = hls_config(view, prepare_graph(unchecked)) if view is not None else None
+        # the bytes to be written are fixed first and the check reads them back: whatever hls4ml does to the
+        # dictionary it converts with, the file a user loads is the one that was checked
+        config = json.dumps(hls_config(view, prepare_graph(unchecked), strategy), indent=2).encode() \
+            if view is not None else None
         hcheck = None
         if check_with_hls4ml:
             if config is None:
                 raise ExportError(f"cannot check with hls4ml: {note}")
-            hcheck = check_hls4ml(unchecked, config, model, data.x_test, LOGIT_TOLERANCE)
+            hcheck = check_hls4ml(unchecked, json.loads(config), model, data.x_test, LOGIT_TOLERANCE)
             if not hcheck.ok:
                 raise ExportError(f"hls4ml's emulation disagrees with the stored model (same class {hcheck.same_class}/"
                                   f"{hcheck.rows} test rows, max logit difference {hcheck.max_abs_diff:.3g}, tolerance "
                                   f"{hcheck.tolerance:g}), so nothing was written; try a larger --precision")
         side = out.with_suffix(".json")
         record = _sidecar(out, ostudy, frozen, model, data, len(x), diff, same)
-        record["hls4ml"] = _hls4ml_record(hls_path, view, model, data, note, hcheck)
-        if hls_path is not None:
-            _atomic_write(hls_path, json.dumps(config, indent=2).encode())
+        record["hls4ml"] = _hls4ml_record(hls_path, view, model, data, note, hcheck, strategy)
+        if hls_path is not None and config is not None:
+            _atomic_write(hls_path, config)
         _atomic_write(side, json.dumps(record, indent=2).encode())
         os.replace(unchecked, out)
     finally:
         if unchecked.exists():
             unchecked.unlink()
     return ExportReport(out, side, ostudy.study_name, trial, len(x), diff, same, hls_path,
-                        view.precision if view is not None else None, note, hcheck)
+                        view.precision if view is not None else None, note, hcheck, STRATEGIES[strategy])
 
 
 def input_range(data: JetData) -> tuple[float, float]:
@@ -195,7 +204,7 @@ def _fixed_point(model: JetTagger, data: JetData, precision: int | None) -> tupl
 
 
 def _hls4ml_record(path: Path | None, view: FixedPointView | None, model: JetTagger, data: JetData, note: str,
-                   hcheck: Hls4mlCheck | None) -> dict[str, Any]:
+                   hcheck: Hls4mlCheck | None, strategy: str) -> dict[str, Any]:
     if view is None:
         return {"config": None, "why": note}
     same, diff = agreement(view, model, data.x_test)
@@ -203,6 +212,12 @@ def _hls4ml_record(path: Path | None, view: FixedPointView | None, model: JetTag
         "config": path.name,
         "use": "hls4ml.converters.convert_from_onnx_model(graph, hls_config=<this file>, io_type='io_parallel') "
                "on the graph after qonnx cleanup_model, GemmToMatMul, cleanup_model",
+        "strategy": STRATEGIES[strategy],
+        "strategy_note": {
+            "da": "distributed arithmetic: every Dense as da4ml's shift-and-add logic, the arithmetic the luts cost "
+                  "counts; hls4ml needs da4ml installed to convert it (pip install 'qapbo[hw]')",
+            "latency": "hls4ml's fully parallel multiplier design (DSPs); the luts cost does not describe it",
+        }[strategy],
         "definition": view.definition,
         "precision_bits": view.precision,
         "precision_choice": note,
@@ -212,19 +227,19 @@ def _hls4ml_record(path: Path | None, view: FixedPointView | None, model: JetTag
         "emulation": {"test_rows": len(data.x_test), "same_class": same, "max_abs_logit_diff": diff,
                       "tolerance": LOGIT_TOLERANCE},
         "hls4ml_check": None if hcheck is None else {
-            "test_rows": hcheck.rows, "same_class": hcheck.same_class, "max_abs_logit_diff": hcheck.max_abs_diff,
-            "tolerance": hcheck.tolerance},
+            "strategy": hcheck.strategy, "test_rows": hcheck.rows, "same_class": hcheck.same_class,
+            "max_abs_logit_diff": hcheck.max_abs_diff, "tolerance": hcheck.tolerance,
+            "da_kernel_luts": hcheck.da_kernel_luts},
     }
 
 
 def _pick_study(study: StudyFile, rdb: optuna.storages.BaseStorage, name: str | None, url: str) -> str:
-    ours = [n for n, _ in study.search.studies(study.name)] if study.search is not None else []
-    if study.qap is not None:
-        ours.append(qap_study_name(study))
-    stored = [n for n in ours if n in set(optuna.get_all_study_names(rdb))]
+    every = optuna.get_all_study_names(rdb)
+    stored = [n for n in study.study_names() if n in set(every)]
     if name is not None:
         if name not in stored:
-            raise ExportError(f"no study {name!r} of {study.path} in {redact(url)}; stored: {', '.join(stored) or 'none'}")
+            raise ExportError(f"no study {name!r} of {study.path} in {redact(url)}; the storage holds: "
+                              f"{', '.join(every) or 'none'}")
         return name
     if len(stored) != 1:
         which = f"several: {', '.join(stored)}; choose one with --study" if stored else "none; run the study first"

@@ -14,6 +14,7 @@ and compares hls4ml's own C++ emulation with the stored model, so a change there
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 import warnings
@@ -30,17 +31,26 @@ from .models import JetTagger
 
 HLS4ML_VERSION = "1.3.0"  # the version whose layer names and folding this module follows
 INSTALL = "pip install 'qapbo[hls4ml]'"
-DEFAULT_MODEL_CONFIG = {"Precision": {"default": "fixed<16,6>"}, "ReuseFactor": 1, "Strategy": "Latency",
-                        "BramFactor": 1000000000, "TraceOutput": False}
+#: hls4ml's name of each strategy qapbo writes. ``da``: hls4ml's distributed-arithmetic strategy, which
+#: writes every Dense as da4ml's shift-and-add logic, the arithmetic qapbo's ``luts`` cost counts (needs
+#: da4ml, io_parallel, reuse factor 1); ``latency``: hls4ml's fully parallel multiplier design (DSPs).
+STRATEGIES = {"da": "distributed_arithmetic", "latency": "Latency"}
+DEFAULT_STRATEGY = "da"
+DEFAULT_MODEL_CONFIG = {"Precision": {"default": "fixed<16,6>"}, "ReuseFactor": 1,
+                        "Strategy": STRATEGIES[DEFAULT_STRATEGY], "BramFactor": 1000000000, "TraceOutput": False}
 
 
 class Hls4mlError(QapboError):
     pass
 
 
-def hls_config(view: FixedPointView, graph: Any) -> dict[str, Any]:
+def hls_config(view: FixedPointView, graph: Any, strategy: str = DEFAULT_STRATEGY) -> dict[str, Any]:
     """``hls_config`` for ``hls4ml.converters.convert_from_onnx_model`` of ``graph`` (a qonnx
-    ``ModelWrapper`` of the exported, cleaned graph with Gemm turned into MatMul + Add)."""
+    ``ModelWrapper`` of the exported, cleaned graph with Gemm turned into MatMul + Add), with
+    ``strategy`` (a key of :data:`STRATEGIES`). The formats do not depend on the strategy: both
+    compute the same integer products, exactly."""
+    if strategy not in STRATEGIES:
+        raise Hls4mlError(f"unknown hls4ml strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     nodes = list(graph.graph.node)
     consumers: dict[str, list[Any]] = {}
     for n in nodes:
@@ -85,7 +95,7 @@ def hls_config(view: FixedPointView, graph: Any) -> dict[str, Any]:
         set_(f"{quant.name}_scale", scale=layer.requantizer.inv_scale_format.hls("RND"), bias="fixed<2,1>",
              result=layer.requantizer.code_format.hls("RND_CONV,SAT"))
         x = quant.output[0]
-    return {"Model": dict(DEFAULT_MODEL_CONFIG), "LayerName": names}
+    return {"Model": DEFAULT_MODEL_CONFIG | {"Strategy": STRATEGIES[strategy]}, "LayerName": names}
 
 
 def _only(consumers: dict[str, list[Any]], tensor: str, op: str, k: int) -> Any:
@@ -113,28 +123,42 @@ class Hls4mlCheck:
     same_class: int
     max_abs_diff: float
     tolerance: float
+    strategy: str = "Latency"  # as hls4ml names it
+    #: hls4ml's own cost estimate of its distributed-arithmetic kernels (the sum of every Dense's
+    #: ``da_kernel_cost``, da4ml's LUTs of the matrix product and bias alone); None for other strategies
+    da_kernel_luts: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.same_class == self.rows and self.max_abs_diff <= self.tolerance
 
 
-def require_hls4ml() -> None:
-    """Raise one line naming what to install when hls4ml or a C++ compiler is missing."""
+def require_hls4ml(strategy: str = "latency") -> None:
+    """Raise one line naming what to install when hls4ml, a C++ compiler or (for the ``da``
+    strategy) da4ml is missing."""
     try:
         import hls4ml  # noqa: F401
     except ImportError:
         raise Hls4mlError(f"checking with hls4ml needs hls4ml {HLS4ML_VERSION} and its ONNX frontend: "
                           f"{INSTALL}") from None
+    if strategy == "da":
+        try:
+            import da4ml  # noqa: F401
+        except ImportError:
+            raise Hls4mlError(f"hls4ml's distributed-arithmetic strategy needs da4ml: {INSTALL}, or export with "
+                              "--strategy latency") from None
     if shutil.which("g++") is None:  # hls4ml's build script calls g++ by name
         raise Hls4mlError("hls4ml compiles its C++ emulation with g++, which is not on PATH: install it "
                           "(e.g. apt-get install g++)")
 
 
 def hls4ml_predict(graph_path: str | Path, config: dict[str, Any] | None, x: np.ndarray,
-                   output_dir: str | Path | None = None) -> np.ndarray:
+                   output_dir: str | Path | None = None) -> tuple[np.ndarray, Any]:
     """Convert the graph with ``config`` (None: hls4ml's default ``config_from_onnx_model``),
-    compile hls4ml's C++ emulation (io_parallel, Vitis) and predict ``x``."""
+    compile hls4ml's C++ emulation (io_parallel, Vitis) and predict ``x``; (logits, hls4ml's model).
+
+    hls4ml's converter fills in the configuration it is given, so it gets a copy: the caller's
+    dictionary (and whatever is written from it) stays what the user will load."""
     require_hls4ml()
     import contextlib
     import io
@@ -148,17 +172,20 @@ def hls4ml_predict(graph_path: str | Path, config: dict[str, Any] | None, x: np.
         if config is None:
             config = hls4ml.utils.config_from_onnx_model(graph, granularity="name", backend="Vitis")
         out = Path(output_dir) if output_dir is not None else Path(tmp) / "hls4ml_prj"
-        hm = hls4ml.converters.convert_from_onnx_model(graph, hls_config=config, output_dir=str(out),
+        hm = hls4ml.converters.convert_from_onnx_model(graph, hls_config=copy.deepcopy(config), output_dir=str(out),
                                                        io_type="io_parallel", backend="Vitis")
         hm.compile()
-        return np.asarray(hm.predict(np.ascontiguousarray(x, dtype=np.float64)), np.float64).reshape(len(x), -1)
+        got = np.asarray(hm.predict(np.ascontiguousarray(x, dtype=np.float64)), np.float64).reshape(len(x), -1)
+        return got, hm
 
 
 def check_hls4ml(graph_path: str | Path, config: dict[str, Any] | None, model: JetTagger, x: np.ndarray,
                  tolerance: float) -> Hls4mlCheck:
     """hls4ml's compiled emulation of the graph against the stored model, on rows ``x``."""
-    got = hls4ml_predict(graph_path, config, x)
+    got, hm = hls4ml_predict(graph_path, config, x)
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(np.asarray(x, np.float32))).double().numpy()
+    strategy = (config or {}).get("Model", {}).get("Strategy", "Latency")  # config_from_onnx_model's is Latency
+    kernels = [layer.attributes["da_kernel_cost"] for layer in hm.get_layers() if "da_kernel_cost" in layer.attributes]
     return Hls4mlCheck(len(x), int((got.argmax(1) == want.argmax(1)).sum()), float(np.abs(got - want).max()),
-                       tolerance)
+                       tolerance, strategy, float(sum(kernels)) if kernels else None)

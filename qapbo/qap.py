@@ -38,7 +38,7 @@ DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs
 
 
 def qap_study_name(study: StudyFile) -> str:
-    return f"{study.name}-qap"
+    return study.qap_study_name
 
 
 def qap_chains(study: StudyFile) -> list[dict]:

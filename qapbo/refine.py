@@ -59,7 +59,7 @@ class NoSearchError(QapboError):
 
 
 def refine_study_name(study: StudyFile) -> str:
-    return f"{study.name}-refine"
+    return study.refine_study_name
 
 
 def label(study_name: str, number: int) -> str:

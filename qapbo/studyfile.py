@@ -116,6 +116,23 @@ class StudyFile:
         r = self.canonical["data"]["randomize_labels"]
         return tuple(r) if isinstance(r, list) else (r,)
 
+    @property
+    def qap_study_name(self) -> str:
+        return f"{self.name}-qap"
+
+    @property
+    def refine_study_name(self) -> str:
+        return f"{self.name}-refine"
+
+    def study_names(self) -> list[str]:
+        """Every Optuna study this file runs, in the order ``qapbo run`` runs them."""
+        names = [n for n, _ in self.search.studies(self.name)] if self.search is not None else []
+        if self.search is not None and self.refine is not None:
+            names.append(self.refine_study_name)
+        if self.qap is not None:
+            names.append(self.qap_study_name)
+        return names
+
     def data_variants(self) -> list[tuple[int, float, DataConfig]]:
         """(fold, randomized share, data config) for every data variant the file asks for."""
         return [(k, r, replace(self.data, fold=k, randomize_labels=r))

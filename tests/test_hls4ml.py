@@ -3,9 +3,12 @@ stored model's class on every test row (and its logits within the tolerance), wh
 default configuration does not; the fixed-point formats follow the written rule."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -45,6 +48,9 @@ width = { low = 16, high = 24 }
 bits = 8
 input_bits = 8
 bn = "none"
+[refine]
+members = 1
+schedule = [0.5]
 """
 
 
@@ -52,6 +58,13 @@ def export(path, url, study, trial, out, *extra):
     return subprocess.run(QAPBO.split() + ["export", str(path), "--study", study, "--trial", str(trial),
                                            "--storage", url, "--out", str(out), *extra],
                           capture_output=True, text=True, timeout=600)
+
+
+def readme_recipe() -> str:
+    """The Python recipe of the README's hardware section, verbatim."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text[text.index("## Taking a point of the front to hardware"):]
+    return section[section.index("```python\n") + len("```python\n"):].split("```", 1)[0]
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml compiles its emulation with g++ (.ci/run installs it)")
@@ -64,37 +77,76 @@ def test_emitted_configuration_makes_hls4ml_reproduce_the_stored_model_and_the_d
     assert p.returncode == 0, p.stderr
     qap = optuna.load_study(study_name="hw-qap", storage=url).trials
     pick = {(t.params["precision"], t.params["level"]): t.number for t in qap}
-    chosen = [("hw-qap", pick[(6, 1)], "qap 6-bit 80% pruned"), ("hw-qap", pick[(6, 0)], "qap 6-bit unpruned"),
-              ("hw-search", 0, "search 8-bit, 8-bit input, no BN"), ("hw-qap", pick[(4, 0)], "qap 4-bit")]
+    refined = [t.number for t in optuna.load_study(study_name="hw-refine", storage=url).trials if t.params["level"] == 1]
+    chosen = [("hw-qap", pick[(6, 1)], "qap 6-bit 80% pruned", "da"), ("hw-qap", pick[(6, 0)], "qap 6-bit unpruned", "da"),
+              ("hw-search", 0, "search 8-bit, 8-bit input, no BN", "da"), ("hw-refine", refined[0], "refine member", "da"),
+              ("hw-qap", pick[(4, 0)], "qap 4-bit", "latency")]
     study = load_study_file(path)
     data = load_data(study.data)
     store = artifact_store(artifact_dir(study, url))
-    default_failed = []
-    for name, trial, what in chosen:
+    default_failed, want = [], {}
+    n = len(data.x_test)
+    # every export compiles hls4ml's emulation with g++ (serial): run them side by side on the machine's cores
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        done = list(pool.map(lambda c: export(path, url, c[0], c[1], tmp_path / f"{c[0]}-{c[1]}.onnx",
+                                              "--check-hls4ml", "--strategy", c[3]), chosen))
+    for (name, trial, what, strategy), p in zip(chosen, done):
         out = tmp_path / f"{name}-{trial}.onnx"
-        p = export(path, url, name, trial, out, "--check-hls4ml")
         assert p.returncode == 0, (what, p.stderr)
-        n = len(data.x_test)
-        assert f"hls4ml C++ emulation on {n} test rows: same class {n}/{n}" in p.stdout, (what, p.stdout)
+        assert f"same class {n}/{n}" in p.stdout and f"hls4ml C++ emulation on {n} test rows" in p.stdout, (what, p.stdout)
         config = json.loads(out.with_suffix(".hls4ml.json").read_text())
         side = json.loads(out.with_suffix(".json").read_text())["hls4ml"]
+        hls_name = {"da": "distributed_arithmetic", "latency": "Latency"}[strategy]
+        assert config["Model"]["Strategy"] == side["strategy"] == side["hls4ml_check"]["strategy"] == hls_name
         assert side["config"] == out.with_suffix(".hls4ml.json").name
         assert side["hls4ml_check"]["same_class"] == n and side["hls4ml_check"]["max_abs_logit_diff"] <= LOGIT_TOLERANCE
+        assert (side["hls4ml_check"]["da_kernel_luts"] is None) == (strategy == "latency")
         assert side["input_range"] == list(input_range(data))
         assert set(config) == {"Model", "LayerName"} and config["Model"]["Precision"]["default"] == "fixed<16,6>"
         frozen = optuna.load_study(study_name=name, storage=url).trials[trial]
         model, _ = load_checkpoint(store, frozen.user_attrs["checkpoint"])
+        with torch.no_grad():
+            want[out] = model.eval()(torch.from_numpy(data.x_test)).double().numpy()
         if what == "search 8-bit, 8-bit input, no BN":
             assert model.spec.input_bits == 8 and model.spec.bn == "none" and "Quant_0_scale" in config["LayerName"]
+            # a plain export of the same trial writes the very files the check passed
+            plain = tmp_path / "plain" / out.name
+            assert export(path, url, name, trial, plain).returncode == 0
+            for suffix in (".onnx", ".hls4ml.json"):
+                assert plain.with_suffix(suffix).read_bytes() == out.with_suffix(suffix).read_bytes(), suffix
         # the default precision (the recipe without the emitted file) on the same graph
-        if what in ("qap 6-bit unpruned", "search 8-bit, 8-bit input, no BN"):
+        if what == "qap 6-bit unpruned":  # 16 % same class in the README's table
             c = check_hls4ml(out, None, model, data.x_test, LOGIT_TOLERANCE)
             default_failed.append(not c.ok)
         # least exact: one bit less no longer reproduces the model in the numpy emulation of it
         p_bits = side["precision_bits"]
         same, diff = agreement(fixed_point_view(model, input_range(data), p_bits - 1), model, data.x_test)
         assert same < n or diff > LOGIT_TOLERANCE
-    assert any(default_failed)
+    assert default_failed == [True]
+
+    # The README's recipe, verbatim, in a fresh process, on the files as written after the check.
+    np.save(tmp_path / "x.npy", data.x_test)
+    recipe = readme_recipe()
+    assert '"front/t12.onnx"' in recipe and '"front/t12.hls4ml.json"' in recipe, recipe
+    script = tmp_path / "recipe.py"
+    script.write_text(
+        "import sys, numpy as np\n"
+        f"recipe = {recipe!r}\n"
+        "x_standardized = np.load(sys.argv[1])\n"
+        "for stem in sys.argv[2:]:\n"
+        "    ns = {'x_standardized': x_standardized}\n"
+        "    exec(recipe.replace('front/t12', stem).replace('t12_prj', stem + '_prj'), ns)\n"
+        "    np.save(stem + '.logits.npy', ns['logits'])\n")
+    stems = [str(out.with_suffix("")) for out in want]
+    runs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "x.npy"), *stems[i::2]], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for r in runs:
+        _, err = r.communicate(timeout=900)
+        assert r.returncode == 0, err[-3000:]
+    for out, logits in want.items():
+        got = np.load(str(out.with_suffix("")) + ".logits.npy").reshape(n, -1)
+        assert (got.argmax(1) == logits.argmax(1)).all(), out.name
+        assert np.abs(got - logits).max() <= LOGIT_TOLERANCE, out.name
 
 
 def test_formats_follow_the_rule():
