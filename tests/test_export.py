@@ -114,6 +114,7 @@ def test_mixed_precision_widths_and_input_quantizer_reach_the_graph(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--trial", "9"], "trial 9 of study 'exp-qap' does not exist; COMPLETE trials: 0-1"),
     (["--trial", "0", "--study", "exp-search"], "no study 'exp-search' of"),
+    (["--trial", "0", "--study", "exp-refine"], "the storage holds: exp-qap"),
     (["--trial", "-1"], "argument --trial: -1 must be at least 0"),
     (["--trial", "0", "--synthetic", "--rows", "900"], "no results at sqlite:///"),
 ])
