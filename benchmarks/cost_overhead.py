@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from qapbo.pareto import compare, cost_agreement, load_results
-from qapbo.storage import open_storage
+from qapbo.compare.fronts import compare, cost_agreement, load_results
+from qapbo.study.storage import open_storage
 
 
 def main() -> None:

@@ -44,9 +44,9 @@ def run_one(path: str, synthetic: bool, rows: int | None, seed: int, trials: int
     warnings.filterwarnings("ignore")
     import optuna
 
-    from qapbo.pareto import load_results
-    from qapbo.search import run_search
-    from qapbo.studyfile import load_study_file
+    from qapbo.compare.fronts import load_results
+    from qapbo.study.search import run_search
+    from qapbo.study.file import load_study_file
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = load_study_file(path, synthetic=synthetic, rows=rows)
@@ -62,13 +62,13 @@ def run_one(path: str, synthetic: bool, rows: int | None, seed: int, trials: int
 
 def curve(run: dict, ref: tuple[float, float]) -> list:
     """The hypervolume after every finished trial against cumulative training: qapbo compare's history."""
-    from qapbo.pareto import hypervolume_history
+    from qapbo.compare.fronts import hypervolume_history
 
     return hypervolume_history(run["result"], ref)
 
 
 def hv_at(c: list, seconds: float) -> float:
-    from qapbo.pareto import hypervolume_at
+    from qapbo.compare.fronts import hypervolume_at
 
     return hypervolume_at(c, seconds=seconds)
 
@@ -105,7 +105,7 @@ def main() -> None:
         with open(args.load, "rb") as f:
             report(pickle.load(f), args.out, args.tolerance)
         return
-    from qapbo.studyfile import load_study_file
+    from qapbo.study.file import load_study_file
 
     study = load_study_file(args.study, synthetic=args.synthetic, rows=args.rows)
     trials = args.trials or study.search.n_trials
@@ -127,7 +127,7 @@ def main() -> None:
 
 
 def report(runs: list[dict], out: str | None, tolerance: float = 0.001) -> None:
-    from qapbo.pareto import reference_point
+    from qapbo.compare.fronts import reference_point
 
     if not any(r["result"].trials for r in runs):
         sys.exit("no finished trial in any run: nothing to compare")

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from qapbo import jetgen
+from qapbo.data import pythia as jetgen
 
 
 def _tree_pss_mb(root: int) -> float:

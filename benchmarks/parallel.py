@@ -25,9 +25,9 @@ from pathlib import Path
 import optuna
 import torch
 
-from qapbo import search as qsearch
-from qapbo.studyfile import load_study_file
-from qapbo.workers import run_workers
+from qapbo.study import search as qsearch
+from qapbo.study.file import load_study_file
+from qapbo.study.workers import run_workers
 
 STUDY = """
 name = "bench-parallel"

@@ -4,18 +4,18 @@
 Variants (all on the same synthetic training rows, batch 1024, Adam + cross-entropy + L1 on the
 masked weights, masks re-applied after every step):
 
-  (a) float 16-64-32-32-5 + BatchNorm   qapbo.train.train, ModelSpec(n_inputs=16, n_classes=5, weight_bits=32)
-  (b) Brevitas 8-bit                    qapbo.train.train, ModelSpec(n_inputs=16, n_classes=5, weight_bits=8)
-  (c) Brevitas 4-bit                    qapbo.train.train, ModelSpec(n_inputs=16, n_classes=5, weight_bits=4)
+  (a) float 16-64-32-32-5 + BatchNorm   qapbo.train.loop.train, ModelSpec(n_inputs=16, n_classes=5, weight_bits=32)
+  (b) Brevitas 8-bit                    qapbo.train.loop.train, ModelSpec(n_inputs=16, n_classes=5, weight_bits=8)
+  (c) Brevitas 4-bit                    qapbo.train.loop.train, ModelSpec(n_inputs=16, n_classes=5, weight_bits=4)
   (d) reference-style loop, float       per-sample numpy Dataset + DataLoader(batch_size=1024,
                                         shuffle=True), as in pytorch-jet-classify
-  (e) 8-bit through the Brevitas        the loop of qapbo.train written inline, calling
+  (e) 8-bit through the Brevitas        the loop of qapbo.train.loop written inline, calling
       modules                           model.reference_forward instead of model.forward
   (e0) 8-bit fused, inline loop         the very loop of (e) calling model.forward: a control
                                         showing the inline loop costs what qapbo's loop costs
 
 Fairness: qapbo's EpochLog.seconds also contains the validation-loss pass, which (d) and (e)
-do not do. The script wraps ``qapbo.train.validation_loss`` with a timer at run time (qapbo
+do not do. The script wraps ``qapbo.train.loop.validation_loss`` with a timer at run time (qapbo
 itself is not changed), so every epoch of (a)-(c) is split into training and validation
 time; the comparison uses the training part only, the same work in every variant.
 
@@ -41,12 +41,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from qapbo.data import DataConfig, JetData, load_data
-from qapbo.models import JetTagger, ModelSpec, build_model
-from qapbo.train import TrainConfig, train
+from qapbo.data.split import DataConfig, JetData, load_data
+from qapbo.nn.models import JetTagger, ModelSpec, build_model
+from qapbo.train.loop import TrainConfig, train
 
 # The module itself (qapbo/__init__ re-exports the function ``train``, which shadows the attribute).
-qtrain = importlib.import_module("qapbo.train")
+qtrain = importlib.import_module("qapbo.train.loop")
 
 BATCH = 1024
 L1 = TrainConfig().l1
@@ -78,7 +78,7 @@ def load_rows(rows: int) -> JetData:
 
 
 class ValTimer:
-    """Wraps qapbo.train.validation_loss so each epoch's validation time is known."""
+    """Wraps qapbo.train.loop.validation_loss so each epoch's validation time is known."""
 
     def __init__(self) -> None:
         self.original = qtrain.validation_loss
@@ -115,7 +115,7 @@ class RowDataset(torch.utils.data.Dataset):
 def inline_epoch(model: JetTagger, opt: torch.optim.Optimizer,
                  batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                  forward: Callable[[torch.Tensor], torch.Tensor]) -> float:
-    """One training epoch with exactly the step of qapbo.train.train; returns the mean loss."""
+    """One training epoch with exactly the step of qapbo.train.loop.train; returns the mean loss."""
     model.train()
     total, seen = torch.zeros(()), 0
     for xb, yb in batches:

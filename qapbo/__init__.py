@@ -7,13 +7,13 @@ Public API: data (:func:`load_data`, :class:`DataConfig`), models (:class:`Model
 
 __version__ = "0.1.0"
 
-from .bops import BOPS_DEFINITION, BopsReport, linear_bops, model_bops
-from .data import CLASSES, FEATURES, DataConfig, JetData, load_data
-from .errors import DataError, QapboError, SpecError, TrainingError
-from .experiment import Measurement, measure, train_and_measure
-from .metrics import classification_metrics, evaluate, sparsity
-from .models import JetTagger, ModelSpec, build_model
-from .train import EpochLog, TrainConfig, TrainResult, train
+from qapbo.cost.bops import BOPS_DEFINITION, BopsReport, linear_bops, model_bops
+from qapbo.data.split import CLASSES, FEATURES, DataConfig, JetData, load_data
+from qapbo.errors import DataError, QapboError, SpecError, TrainingError
+from qapbo.train.measure import Measurement, measure, train_and_measure
+from qapbo.nn.metrics import classification_metrics, evaluate, sparsity
+from qapbo.nn.models import JetTagger, ModelSpec, build_model
+from qapbo.train.loop import EpochLog, TrainConfig, TrainResult, train
 
 __all__ = [
     "BOPS_DEFINITION", "BopsReport", "CLASSES", "DataConfig", "DataError", "EpochLog", "FEATURES",

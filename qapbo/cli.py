@@ -14,7 +14,7 @@ import sys
 import warnings
 from typing import Any, Sequence
 
-from .errors import QapboError, TrainingError
+from qapbo.errors import QapboError, TrainingError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -67,7 +67,7 @@ def _float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qapbo", description="Quantization-aware pruning versus Bayesian optimization "
                                                  "for ultra-low-latency jet taggers.")
-    from . import __version__
+    from qapbo._version import __version__
 
     parser.add_argument("--version", action="version", version=f"qapbo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -247,7 +247,7 @@ def _study_command(sub: Any, name: str, help: str, description: str,
 
 
 def _data_args(d: Any, default: str = "synthetic-jets") -> None:
-    from .data import SOURCES
+    from qapbo.data.split import SOURCES
 
     d.add_argument("--data", default=default, choices=list(SOURCES),
                    help=f"data source (default: {default}; synthetic-jets is a seeded toy for tests, "
@@ -261,7 +261,7 @@ def _data_args(d: Any, default: str = "synthetic-jets") -> None:
 
 
 def _data_config(args: argparse.Namespace, **extra: Any) -> Any:
-    from .data import GENERATED, DataConfig
+    from qapbo.data.split import GENERATED, DataConfig
 
     generated = args.data in GENERATED
     return DataConfig(source=args.data, path=args.data_path, data_home=args.data_home, seed=args.seed,
@@ -270,7 +270,7 @@ def _data_config(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def _progress_arg(p: Any, auto: str) -> None:
-    from .progress import MODES
+    from qapbo.progress import MODES
 
     p.add_argument("--progress", choices=MODES, default=None,
                    help=f"progress output: bars, lines, none, or auto (default: {auto})")
@@ -278,7 +278,7 @@ def _progress_arg(p: Any, auto: str) -> None:
 
 def _progress(args: argparse.Namespace, quiet: str = "lines") -> str:
     """The progress mode the options ask for: --progress wins, --quiet means ``quiet``, else auto."""
-    from .progress import resolve
+    from qapbo.progress import resolve
 
     return resolve(args.progress or (quiet if args.quiet else "auto"))
 
@@ -290,7 +290,7 @@ def _synthetic_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_study(args: argparse.Namespace):
-    from .studyfile import load_study_file
+    from qapbo.study.file import load_study_file
 
     if getattr(args, "storage", None) is None and os.environ.get("QAPBO_STORAGE"):
         args.storage = os.environ["QAPBO_STORAGE"]
@@ -307,7 +307,7 @@ def _comparison_args(p: argparse.ArgumentParser) -> None:
                    help="AUCs to reach, e.g. 0.9,0.92 (default: just below the best AUC)")
     p.add_argument("--bops-budgets", type=lambda t: [_float(x) for x in t.split(",") if x],
                    help="cost budgets, e.g. 1e5,1e6 (in the --cost; default: powers of ten across the fronts)")
-    from .cost import COSTS
+    from qapbo.cost.measure import COSTS
 
     p.add_argument("--cost", default="bops", choices=list(COSTS),
                    help="the cost the fronts, hypervolume, coverage and targets are drawn in (default: bops; "
@@ -315,13 +315,13 @@ def _comparison_args(p: argparse.ArgumentParser) -> None:
 
 
 def _comparison(args: argparse.Namespace, names: Sequence[str] | None = None, url: str | None = None):
-    from .pareto import compare, load_results
-    from .storage import open_storage
+    from qapbo.compare.fronts import compare, load_results
+    from qapbo.study.storage import open_storage
 
     url = url or args.storage or os.environ.get("QAPBO_STORAGE")
     if not url:
         raise QapboError("no storage given: pass --storage URL (e.g. sqlite:///runs/quickstart.db) or set QAPBO_STORAGE")
-    from .pareto import cost_agreement
+    from qapbo.compare.fronts import cost_agreement
 
     storage = open_storage(url, read_only=True)  # compare and plot never create or change storage
     cost = getattr(args, "cost", "bops")
@@ -335,7 +335,7 @@ def _comparison(args: argparse.Namespace, names: Sequence[str] | None = None, ur
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .plots import plot_all
+    from qapbo.compare.figures import plot_all
 
     cmp = _comparison(args)
     paths = plot_all(cmp, Path(args.out))
@@ -350,11 +350,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .plots import plot
+    from qapbo.compare.figures import plot
 
     if args.kind == "features":
-        from .data import GENERATED, load_data
-        from .plots import plot_features
+        from qapbo.data.split import GENERATED, load_data
+        from qapbo.compare.figures import plot_features
 
         if args.data in GENERATED and not args.rows:
             args.rows = 5000
@@ -370,14 +370,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .plots import plot_all
-    from .search import run_search
-    from .storage import redact, storage_url
+    from qapbo.compare.figures import plot_all
+    from qapbo.study.search import run_search
+    from qapbo.study.storage import redact, storage_url
 
     study = _load_study(args)
     names = []
     if study.search is not None and args.workers > 1:
-        from .workers import run_workers
+        from qapbo.study.workers import run_workers
 
         names += [s.study_name for s in run_workers(study, args.workers, storage=args.storage,
                                                     synthetic=args.synthetic, rows=args.rows,
@@ -385,7 +385,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif study.search is not None:
         names += [s.study_name for s in run_search(study, storage=args.storage, progress=_progress(args))]
     if study.refine is not None:
-        from .refine import run_refine
+        from qapbo.study.refine import run_refine
 
         names.append(run_refine(study, storage=args.storage, progress=_progress(args)).study_name)
     if study.qap is not None:
@@ -402,14 +402,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .search import run_search
-    from .storage import redact, storage_url
+    from qapbo.study.search import run_search
+    from qapbo.study.storage import redact, storage_url
 
     study = _load_study(args)
     if args.timeout is not None and args.timeout <= 0:
         raise QapboError(f"--timeout {args.timeout:g}: use a positive number of seconds")
     if getattr(args, "workers", 1) > 1:
-        from .workers import run_workers
+        from qapbo.study.workers import run_workers
 
         studies = run_workers(study, args.workers, storage=args.storage, n_trials=args.n_trials,
                               timeout=args.timeout, synthetic=args.synthetic, rows=args.rows,
@@ -430,17 +430,17 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _qap(study: Any, args: argparse.Namespace) -> Any:
     if args.workers > 1:
-        from .workers import run_qap_workers
+        from qapbo.study.workers import run_qap_workers
 
         return run_qap_workers(study, args.workers, storage=args.storage, synthetic=args.synthetic,
                                rows=args.rows, progress=_progress(args))
-    from .qap import run_qap
+    from qapbo.study.qap import run_qap
 
     return run_qap(study, storage=args.storage, progress=_progress(args))
 
 
 def cmd_qap(args: argparse.Namespace) -> int:
-    from .storage import redact, storage_url
+    from qapbo.study.storage import redact, storage_url
 
     study = _load_study(args)
     ostudy = _qap(study, args)
@@ -451,8 +451,8 @@ def cmd_qap(args: argparse.Namespace) -> int:
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from .refine import run_refine
-    from .storage import redact, storage_url
+    from qapbo.study.refine import run_refine
+    from qapbo.study.storage import redact, storage_url
 
     study = _load_study(args)
     ostudy = run_refine(study, storage=args.storage, progress=_progress(args))
@@ -463,7 +463,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_trial
+    from qapbo.export.qonnx import export_trial
 
     study = _load_study(args)
     rep = export_trial(study, args.trial, out=args.out, study_name=args.study_name, storage=args.storage,
@@ -485,7 +485,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    from .backfill import backfill_costs
+    from qapbo.study.backfill import backfill_costs
 
     study = _load_study(args)
     done = backfill_costs(study, storage=args.storage, say=lambda m: print(m, file=sys.stderr, flush=True))
@@ -494,7 +494,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
 
 def cmd_data_generate(args: argparse.Namespace) -> int:
-    from . import jetgen
+    from qapbo.data import pythia as jetgen
 
     if args.rows <= 0:
         raise QapboError(f"--rows {args.rows}: ask for a positive number of jets")
@@ -519,7 +519,7 @@ class _generation_progress:
     """Jets per class: a bar (``bars``), one line per finished chunk (``lines``) or nothing."""
 
     def __init__(self, out: str, mode: str):
-        from .progress import bar
+        from qapbo.progress import bar
 
         self.out, self.mode, self.bar = out, mode, None
         self._make = lambda total: bar(mode, total=total, unit="jet", desc="pythia-jets")
@@ -539,10 +539,10 @@ class _generation_progress:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_data
-    from .experiment import train_and_measure
-    from .models import ModelSpec
-    from .train import TrainConfig
+    from qapbo.data.split import load_data
+    from qapbo.train.measure import train_and_measure
+    from qapbo.nn.models import ModelSpec
+    from qapbo.train.loop import TrainConfig
 
     hidden = tuple(args.hidden)
     spec = ModelSpec(hidden=hidden, weight_bits=_one_or_many(args.bits), act_bits=_one_or_many(args.act_bits),
@@ -553,7 +553,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = spec.sized_for(data.n_features, data.n_classes)
     if data.source not in ("hdf5", "openml"):
         print(f"note: training on {data.label}", file=sys.stderr)
-    from .progress import EPOCH_SUMMARY_EVERY, bar as progress_bar
+    from qapbo.progress import EPOCH_SUMMARY_EVERY, bar as progress_bar
 
     mode = _progress(args, quiet="none")
     bar = progress_bar(mode, total=config.epochs, desc=spec.describe(), unit="epoch", leave=False)
@@ -644,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = _write_failure(exc)
         if reason is None:
             raise
-        from .storage import redact
+        from qapbo.study.storage import redact
 
         print(f"qapbo {args.command}: error: cannot write results ({redact(reason)}); free disk space or make "
               "the storage and its artifact directory writable, then rerun the same command: stored trials "

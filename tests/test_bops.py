@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from qapbo.bops import BOPS_DEFINITION, linear_bops, model_bops
-from qapbo.models import ModelSpec, build_model
+from qapbo.cost.bops import BOPS_DEFINITION, linear_bops, model_bops
+from qapbo.nn.models import ModelSpec, build_model
 
 LAYERS = [(16, 64), (64, 32), (32, 32), (32, 5)]
 

@@ -1,4 +1,4 @@
-"""Hardware costs (qapbo.cost): hand-computed EBOPs, da4ml LUTs that see pruning, a traced logic
+"""Hardware costs (qapbo.cost.measure): hand-computed EBOPs, da4ml LUTs that see pruning, a traced logic
 that computes what the network computes, and costs as study objectives."""
 
 import os
@@ -8,12 +8,12 @@ import optuna
 import pytest
 import torch
 
-from qapbo import cost
-from qapbo.bops import linear_bops
+from qapbo.cost import measure as cost
+from qapbo.cost.bops import linear_bops
 from qapbo.cli import main
-from qapbo.models import ModelSpec, build_model, weight_mask
-from qapbo.prune import prune_to_fraction_
-from qapbo.train import TrainConfig, train
+from qapbo.nn.models import ModelSpec, build_model, weight_mask
+from qapbo.train.prune import prune_to_fraction_
+from qapbo.train.loop import TrainConfig, train
 
 
 def test_ebops_and_bops_by_hand():

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qapbo.data import CLASSES, FEATURES, DataConfig, load_data, synthetic_jets
+from qapbo.data.split import CLASSES, FEATURES, DataConfig, load_data, synthetic_jets
 from qapbo.errors import DataError
 
 # Extra columns of the Zenodo release that the loader must skip (names as in jetFeatureNames).
@@ -63,7 +63,7 @@ def test_splits_scaler_and_fingerprint():
 
 def test_hdf5_file_and_directory(tmp_path):
     jets, names = write_zenodo_h5(tmp_path / "jetImage_0.h5", n=200, seed=0)
-    x, y, classes, feats = __import__("qapbo.data", fromlist=["read_hdf5"]).read_hdf5(str(tmp_path / "jetImage_0.h5"))
+    x, y, classes, feats = __import__("qapbo.data.split", fromlist=["read_hdf5"]).read_hdf5(str(tmp_path / "jetImage_0.h5"))
     assert x.shape == (200, 16) and classes == CLASSES and feats == FEATURES
     assert np.array_equal(x[:, FEATURES.index("mass_mmdt")], jets[:, names.index("j_mass_mmdt")])
     assert np.array_equal(x[:, 0], jets[:, names.index("j_zlogz")])
@@ -196,7 +196,7 @@ def test_text_feature_and_bad_config(tmp_path):
 
 
 def test_label_randomization_share_is_exact_and_test_labels_untouched():
-    from qapbo.data import randomize_labels
+    from qapbo.data.split import randomize_labels
 
     y = np.arange(10_000) % 5
     r, rows = randomize_labels(y, 0.75, 5, seed=0)

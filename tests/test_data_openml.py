@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import sklearn.datasets._openml as sk_openml
-from qapbo.data import CLASSES, FEATURES, DataConfig, load_data, read_openml
+from qapbo.data.split import CLASSES, FEATURES, DataConfig, load_data, read_openml
 from qapbo.errors import DataError
 
 NAME = "hls4ml_lhc_jets_hlf"

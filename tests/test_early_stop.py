@@ -10,11 +10,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from qapbo.bops import model_bops
-from qapbo.early_stop import Curve, EarlyStopper, Evidence, Member, cost_ratios, decide, margin, nominal_bops
-from qapbo.models import ModelSpec, build_model
-from qapbo.search import make_sampler, prepare_search, run_search
-from qapbo.studyfile import StudyFileError, parse_study
+from qapbo.cost.bops import model_bops
+from qapbo.study.early_stop import Curve, EarlyStopper, Evidence, Member, cost_ratios, decide, margin, nominal_bops
+from qapbo.nn.models import ModelSpec, build_model
+from qapbo.study.search import make_sampler, prepare_search, run_search
+from qapbo.study.file import StudyFileError, parse_study
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 

@@ -22,8 +22,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from qapbo.cli import main
-from qapbo.pareto import compare, hypervolume_at, hypervolume_history, load_results
-from qapbo.plots import fronts_figure, hypervolume_figure, plot_hypervolume
+from qapbo.compare.fronts import compare, hypervolume_at, hypervolume_history, load_results
+from qapbo.compare.figures import fronts_figure, hypervolume_figure, plot_hypervolume
 
 DIRS = ["maximize", "minimize"]
 X = {"x": FloatDistribution(0, 1)}

@@ -16,12 +16,12 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 
-from qapbo.data import load_data
-from qapbo.export import ExportError, to_qonnx
-from qapbo.models import ModelSpec, build_model
-from qapbo.qap import run_qap
-from qapbo.storage import artifact_dir, artifact_store, load_checkpoint
-from qapbo.studyfile import load_study_file
+from qapbo.data.split import load_data
+from qapbo.export.qonnx import ExportError, to_qonnx
+from qapbo.nn.models import ModelSpec, build_model
+from qapbo.study.qap import run_qap
+from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint
+from qapbo.study.file import load_study_file
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 
@@ -149,7 +149,7 @@ def test_missing_export_extra_says_what_to_install(monkeypatch, tmp_path):
 
 
 def test_a_graph_that_fails_its_check_is_not_written(stored, tmp_path, monkeypatch):
-    import qapbo.export as export
+    import qapbo.export.qonnx as export
 
     _, path, url = stored
     out = tmp_path / "kept.onnx"

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qapbo import jetgen
-from qapbo.data import DataConfig, load_data
+from qapbo.data import pythia as jetgen
+from qapbo.data.split import DataConfig, load_data
 from qapbo.errors import DataError
 
 ROWS, CHUNK = 1000, 100

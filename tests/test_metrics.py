@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from qapbo.metrics import classification_metrics, layer_efficiency, macro_auc, neural_efficiency, sparsity
-from qapbo.models import ModelSpec, build_model
+from qapbo.nn.metrics import classification_metrics, layer_efficiency, macro_auc, neural_efficiency, sparsity
+from qapbo.nn.models import ModelSpec, build_model
 
 
 def test_hand_computed_two_class_case():
@@ -102,7 +102,7 @@ def patterns2():
 
 
 def test_evaluate_records_efficiency_for_every_layer():
-    from qapbo.metrics import evaluate
+    from qapbo.nn.metrics import evaluate
 
     model = build_model(ModelSpec(hidden=(8, 4), n_inputs=16, n_classes=5, weight_bits=4), seed=0)
     rng = np.random.default_rng(0)

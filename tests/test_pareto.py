@@ -5,7 +5,7 @@ import math
 import optuna
 import pytest
 
-from qapbo.pareto import (
+from qapbo.compare.fronts import (
     NoResultsError,
     StudyResult,
     best_auc_within,

@@ -11,12 +11,12 @@ import time
 import optuna
 import pytest
 
-from qapbo.data import load_data
-from qapbo.metrics import evaluate
-from qapbo.bops import model_bops
-from qapbo.qap import qap_study_name, run_qap
-from qapbo.storage import artifact_dir, artifact_store, load_checkpoint
-from qapbo.studyfile import StudyFileError, load_study_file, parse_study
+from qapbo.data.split import load_data
+from qapbo.nn.metrics import evaluate
+from qapbo.cost.bops import model_bops
+from qapbo.study.qap import qap_study_name, run_qap
+from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint
+from qapbo.study.file import StudyFileError, load_study_file, parse_study
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 
@@ -193,7 +193,7 @@ def test_cli_unreachable_storage_exit_2(tmp_path):
 
 
 def test_folds_and_label_randomization_are_tagged_and_compared(tmp_path):
-    from qapbo.pareto import compare, load_results
+    from qapbo.compare.fronts import compare, load_results
 
     text = TINY.format(name="gen", rows=1500, epochs=2).replace(
         "[data]\nn_rows = 1500", "[data]\nn_rows = 1500\nfolds = 2\nrandomize_labels = [0.0, 0.5]").replace(
@@ -214,7 +214,7 @@ def test_folds_and_label_randomization_are_tagged_and_compared(tmp_path):
     cmp = compare(results)
     assert all(r["hypervolume_seeds"] == 2 and r["hypervolume_std"] >= 0 for r in cmp.rows)
     # the figure tells the shares apart: one colour and one legend entry per share, folds folded in
-    from qapbo.plots import fronts_figure
+    from qapbo.compare.figures import fronts_figure
 
     ax = fronts_figure(cmp).axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
@@ -225,7 +225,7 @@ def test_folds_and_label_randomization_are_tagged_and_compared(tmp_path):
 
 def test_two_workers_resume_and_match_a_one_process_run(tmp_path):
     """Workers take whole chains from a queue; the stored levels equal a one-process run's."""
-    from qapbo.qap import qap_chains
+    from qapbo.study.qap import qap_chains
 
     path = write_study(tmp_path, rows=2000, epochs=3)
     study = load_study_file(path)
@@ -309,7 +309,7 @@ def test_sigint_to_the_parent_alone_stops_every_worker_then_resume(tmp_path):
 
 
 def test_a_layer_pruned_away_is_named_in_the_level_line():
-    from qapbo.prune import collapsed_note
+    from qapbo.train.prune import collapsed_note
 
     assert collapsed_note([0.99, 0.9995, 0.5]) == ""
     assert collapsed_note([0.9, 1.0, 0.5]) == "  (layer 2 fully pruned: the output no longer depends on the input)"

@@ -11,10 +11,10 @@ from conftest import count_trials
 import pytest
 from optuna.trial import TrialState
 
-from qapbo.bops import model_bops
-from qapbo.search import pruning_schedule, run_search
-from qapbo.storage import artifact_dir, artifact_store, load_checkpoint
-from qapbo.studyfile import StudyFileError, load_study_file, parse_study
+from qapbo.cost.bops import model_bops
+from qapbo.study.search import pruning_schedule, run_search
+from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint
+from qapbo.study.file import StudyFileError, load_study_file, parse_study
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 

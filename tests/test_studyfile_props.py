@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qapbo.errors import QapboError
-from qapbo.pareto import DEFAULT_MIN_AUC
-from qapbo.studyfile import SECTIONS, StudyFileError, load_study_file, parse_study
+from qapbo.compare.fronts import DEFAULT_MIN_AUC
+from qapbo.study.file import SECTIONS, StudyFileError, load_study_file, parse_study
 
 QAP = '\nname = "m"\n[qap]\nhidden = [8]\nprecisions = [6]\nmodes = ["ft"]\nschedule = [0.0, 0.5]\n'
 SEARCH = '\n[search]\nn_trials = 2\n[search.space]\nbits = { choices = [4, 6] }\n'
@@ -37,8 +37,8 @@ def test_bad_min_auc_is_one_clear_error(extra, match):
 
 
 def test_qap_levels_below_min_auc_are_stored_infeasible(tmp_path):
-    from qapbo.pareto import compare, load_results
-    from qapbo.qap import run_qap
+    from qapbo.compare.fronts import compare, load_results
+    from qapbo.study.qap import run_qap
 
     path = tmp_path / "m.toml"
     path.write_text(QAP + "[data]\nn_rows = 1000\n[train]\nepochs = 1\nbatch_size = 256\n"
@@ -115,7 +115,7 @@ def test_random_study_files_parse_or_fail_with_one_line(tmp_path, text):
 
 
 def test_a_study_stored_before_min_auc_resumes_under_the_default(tmp_path):
-    from qapbo.storage import ATTR_CONFIG, open_storage, open_study
+    from qapbo.study.storage import ATTR_CONFIG, open_storage, open_study
 
     study = parse_study(QAP)
     rdb = open_storage(f"sqlite:///{tmp_path}/old.db")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qapbo.data import DataConfig, load_data, read_table
+from qapbo.data.split import DataConfig, load_data, read_table
 from qapbo.errors import DataError
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from qapbo.errors import SpecError, TrainingError
-from qapbo.experiment import train_and_measure
-from qapbo.models import ModelSpec, build_model
-from qapbo.train import TrainConfig, train, validation_loss
+from qapbo.train.measure import train_and_measure
+from qapbo.nn.models import ModelSpec, build_model
+from qapbo.train.loop import TrainConfig, train, validation_loss
 
 FAST = dict(epochs=6, lr=3e-3, batch_size=128, patience=3)
 

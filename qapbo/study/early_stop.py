@@ -4,7 +4,7 @@ Optuna refuses ``trial.report`` in multi-objective studies, so its pruners canno
 trial. The question here is a Pareto one: can this trial still reach the study's front? It
 cannot when some member of the front as stored (``Study.best_trials``: feasible COMPLETE
 trials) has a higher validation AUC than the trial can still reach, at costs no higher than the
-trial's own. Stopped trials are stored PRUNED by :mod:`qapbo.search`.
+trial's own. Stopped trials are stored PRUNED by :mod:`qapbo.study.search`.
 
 Two optimistic estimates make that decision, both learned from the study's own trials:
 
@@ -35,8 +35,8 @@ from typing import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .bops import linear_bops
-from .models import ModelSpec
+from qapbo.cost.bops import linear_bops
+from qapbo.nn.models import ModelSpec
 
 #: The margin's floor: a few thousandths of AUC are validation noise on a few thousand jets.
 MARGIN_FLOOR = 0.01
@@ -51,7 +51,7 @@ DEFAULT_STARTUP_TRIALS = 4
 def nominal_bops(spec: ModelSpec, sparsity: float) -> float:
     """PROTOCOL's BOPs of ``spec`` with every layer at density ``1 - sparsity``, before training.
 
-    Equals :func:`qapbo.bops.model_bops` of an untrained, unpruned network when ``sparsity`` is 0.
+    Equals :func:`qapbo.cost.bops.model_bops` of an untrained, unpruned network when ``sparsity`` is 0.
     """
     widths = spec.widths
     a_bits = (spec.input_bits, *spec.act_bits)

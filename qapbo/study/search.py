@@ -4,7 +4,7 @@ Optuna does the heavy lifting: samplers, the RDB storage, heartbeats for trials 
 died, retries of their parameters, artifacts for checkpoints. qapbo adds the objective (train
 one network, optionally prune it to a target sparsity on the QAP schedule, measure it), the
 study-file contract (a resumed study must have the same space and objectives), progress, and
-early stopping of hopeless trials (:mod:`qapbo.early_stop`; they are stored PRUNED).
+early stopping of hopeless trials (:mod:`qapbo.study.early_stop`; they are stored PRUNED).
 """
 
 from __future__ import annotations
@@ -23,20 +23,20 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from .data import JetData, load_data
-from .early_stop import EarlyStopper, nominal_bops
-from .errors import QapboError, TrainingError
-from .cost import measure_costs
-from .experiment import train_and_measure
-from .metrics import macro_auc
-from .models import build_model
-from .pareto import MIN_AUC_CONSTRAINT, is_feasible, min_auc_violation
-from .progress import bar as progress_bar
-from .progress import resolve
-from .prune import initial_state_of, iterative_pruning
-from .space import Candidate, SearchSettings, SearchSpace
-from .storage import artifact_dir, artifact_store, open_storage, open_study, redact, save_checkpoint, storage_url
-from .studyfile import PROTOCOL_SCHEDULE, StudyFile, StudyFileError
+from qapbo.data.split import JetData, load_data
+from qapbo.study.early_stop import EarlyStopper, nominal_bops
+from qapbo.errors import QapboError, TrainingError
+from qapbo.cost.measure import measure_costs
+from qapbo.train.measure import train_and_measure
+from qapbo.nn.metrics import macro_auc
+from qapbo.nn.models import build_model
+from qapbo.compare.fronts import MIN_AUC_CONSTRAINT, is_feasible, min_auc_violation
+from qapbo.progress import bar as progress_bar
+from qapbo.progress import resolve
+from qapbo.train.prune import initial_state_of, iterative_pruning
+from qapbo.study.space import Candidate, SearchSettings, SearchSpace
+from qapbo.study.storage import artifact_dir, artifact_store, open_storage, open_study, redact, save_checkpoint, storage_url
+from qapbo.study.file import PROTOCOL_SCHEDULE, StudyFile, StudyFileError
 
 DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs (the default; [objectives] may name other costs)
 MAX_CONSECUTIVE_FAILURES = 10
@@ -100,7 +100,7 @@ class Objective:
         trial.set_user_attr("model_name", cand.spec.describe())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, for debugging
         nominal = nominal_bops(cand.spec, cand.sparsity)
-        trial.set_user_attr("nominal_bops", nominal)  # the cost known before training (qapbo.early_stop)
+        trial.set_user_attr("nominal_bops", nominal)  # the cost known before training (qapbo.study.early_stop)
         t0 = time.perf_counter()
         try:
             rec, model = self._train(trial, cand, nominal)
@@ -131,7 +131,7 @@ class Objective:
             trial.set_user_attr(k, v)
         missing = [c for c in self.settings.costs if rec.get(c) is None]
         if missing:
-            raise TrainingError(f"{', '.join(missing)} could not be measured: {rec.get('cost_note', 'see qapbo.cost')}")
+            raise TrainingError(f"{', '.join(missing)} could not be measured: {rec.get('cost_note', 'see qapbo.cost.measure')}")
         return (rec["auc"], *(float(rec[c]) for c in self.settings.costs))
 
     def _train(self, trial: optuna.Trial, cand: Candidate, nominal: float) -> tuple[dict[str, Any], Any]:

@@ -15,9 +15,9 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from .models import BN_MODES, FLOAT_BITS, MAX_BITS, MIN_BITS, ModelSpec
-from .studyfile import StudyFileError
-from .train import TrainConfig
+from qapbo.nn.models import BN_MODES, FLOAT_BITS, MAX_BITS, MIN_BITS, ModelSpec
+from qapbo.study.file import StudyFileError
+from qapbo.train.loop import TrainConfig
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid", "botorch")
 #: costs beside AUC a search may minimize: every sampler above takes three objectives in Optuna 5
@@ -179,9 +179,9 @@ class SearchSettings:
     heartbeat_interval: int
     grace_period: int
     max_retry: int
-    #: the costs minimized beside AUC (qapbo.cost names), in objective order
+    #: the costs minimized beside AUC (qapbo.cost.measure names), in objective order
     costs: tuple[str, ...] = ("bops",)
-    #: stop hopeless trials (qapbo.early_stop) after ``early_stop_warmup`` epochs, once
+    #: stop hopeless trials (qapbo.study.early_stop) after ``early_stop_warmup`` epochs, once
     #: ``early_stop_startup_trials`` COMPLETE trials have learning curves
     early_stop: bool = True
     early_stop_warmup: int = 5
@@ -241,7 +241,7 @@ def parse_search(s: dict[str, Any], objectives: dict[str, Any], train: TrainConf
         size = math.prod(len(v) for v in grid.values())
         if s["n_trials"] is None:
             s = {**s, "n_trials": size}  # the whole grid, once
-    from .cost import COSTS, require_hw
+    from qapbo.cost.measure import COSTS, require_hw
 
     costs = tuple(c for c in COSTS if objectives.get(c) is not None)
     if objectives["auc"] != "maximize" or any(objectives[c] != "minimize" for c in costs):

@@ -3,7 +3,7 @@
 Why this exists: a Brevitas module call walks a tree of small ScriptModules, and autograd walks
 one node per elementary op; for a 16-64-32-32-5 net that overhead, not arithmetic, made a QAT
 epoch 3-5x slower than a float one. The two functions below compute *the same numbers* as the
-Brevitas quantizers configured in :mod:`qapbo.models` (forward values and every gradient,
+Brevitas quantizers configured in :mod:`qapbo.nn.models` (forward values and every gradient,
 checked bit for bit against the Brevitas modules in the tests), in one autograd node each:
 
 * the forward replays Brevitas's arithmetic op by op (``x / scale``, round, clamp, ``* scale``);

@@ -4,7 +4,7 @@ One Optuna study per QAP run (directions: maximize AUC, minimize BOPs) and one C
 per (seed, precision, mode, level), written in a single ``add_trial`` once the level is trained
 and its checkpoint uploaded, so a run killed at any moment leaves no partial trial; rerunning
 continues each chain from its last finished level's checkpoint. Chains do not depend on each
-other, so :func:`qapbo.workers.run_qap_workers` trains several at once in separate processes.
+other, so :func:`qapbo.study.workers.run_qap_workers` trains several at once in separate processes.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Callable, Iterable
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from .data import JetData, load_data
-from .models import build_model
-from .pareto import MIN_AUC_CONSTRAINT, min_auc_violation
-from .progress import LevelBars, resolve
-from .prune import collapsed_note, initial_state_of, iterative_pruning
-from .storage import (
+from qapbo.data.split import JetData, load_data
+from qapbo.nn.models import build_model
+from qapbo.compare.fronts import MIN_AUC_CONSTRAINT, min_auc_violation
+from qapbo.progress import LevelBars, resolve
+from qapbo.train.prune import collapsed_note, initial_state_of, iterative_pruning
+from qapbo.study.storage import (
     artifact_dir,
     artifact_store,
     load_checkpoint,
@@ -32,7 +32,7 @@ from .storage import (
     save_checkpoint,
     storage_url,
 )
-from .studyfile import StudyFile, StudyFileError
+from qapbo.study.file import StudyFile, StudyFileError
 
 DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs
 

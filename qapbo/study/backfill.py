@@ -1,8 +1,8 @@
 """Costs for trials stored before qapbo measured them, from their checkpoints (``qapbo costs``).
 
 Optuna never changes a finished trial (its storage refuses), so the costs measured later go on
-the study, one user attribute per trial (:data:`qapbo.pareto.ATTR_LATE_COSTS` + number), and
-:func:`qapbo.pareto.load_results` merges them in; a trial's own records always win. Rerunning
+the study, one user attribute per trial (:data:`qapbo.compare.fronts.ATTR_LATE_COSTS` + number), and
+:func:`qapbo.compare.fronts.load_results` merges them in; a trial's own records always win. Rerunning
 measures only what is still missing.
 """
 
@@ -13,10 +13,10 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from .cost import COSTS, HW_COSTS, hw_available, measure_costs, require_hw
-from .pareto import ATTR_LATE_COSTS, _with_late_costs
-from .storage import artifact_dir, artifact_store, load_checkpoint, open_storage, storage_url
-from .studyfile import StudyFile
+from qapbo.cost.measure import COSTS, HW_COSTS, hw_available, measure_costs, require_hw
+from qapbo.compare.fronts import ATTR_LATE_COSTS, _with_late_costs
+from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint, open_storage, storage_url
+from qapbo.study.file import StudyFile
 
 
 def backfill_costs(study: StudyFile, storage: str | None = None,

@@ -6,7 +6,7 @@ real test rows and compared with the stored model, so a user never takes an unch
 synthesis. A JSON file beside it carries what the graph cannot: the input standardization (the
 network sees ``(x - mean) / scale``), feature and class names, and the trial's AUC and BOPs. A
 second one, ``NAME.hls4ml.json``, is the hls4ml configuration whose fixed-point formats make
-hls4ml's network the stored one (:mod:`qapbo.fixedpoint`, :mod:`qapbo.hls4ml_config`).
+hls4ml's network the stored one (:mod:`qapbo.cost.fixedpoint`, :mod:`qapbo.export.hls4ml_config`).
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ import numpy as np
 import optuna
 import torch
 
-from .data import JetData, load_data
-from .errors import QapboError
-from .fixedpoint import LOGIT_TOLERANCE, FixedPointError, FixedPointView, agreement, fixed_point_view, \
+from qapbo.data.split import JetData, load_data
+from qapbo.errors import QapboError
+from qapbo.cost.fixedpoint import LOGIT_TOLERANCE, FixedPointError, FixedPointView, agreement, fixed_point_view, \
     least_exact_precision
-from .hls4ml_config import DEFAULT_STRATEGY, STRATEGIES, Hls4mlCheck, check_hls4ml, hls_config, prepare_graph, \
+from qapbo.export.hls4ml_config import DEFAULT_STRATEGY, STRATEGIES, Hls4mlCheck, check_hls4ml, hls_config, prepare_graph, \
     require_hls4ml
-from .models import JetTagger
-from .storage import artifact_dir, artifact_store, load_checkpoint, open_storage, redact, storage_url
-from .studyfile import StudyFile
+from qapbo.nn.models import JetTagger
+from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint, open_storage, redact, storage_url
+from qapbo.study.file import StudyFile
 
 MAX_ABS_DIFF = 1e-4  # logits; float32 Gemm in another order differs by ~1e-7, a wrong scale by >1e-2
 
@@ -259,8 +259,8 @@ def _data_of(study: StudyFile, trial: optuna.trial.FrozenTrial) -> JetData:
 
 
 def _costs(trial: optuna.trial.FrozenTrial, model: JetTagger) -> dict[str, Any]:
-    """EBOPs and da4ml's LUTs and latency beside BOPs: as recorded, else measured now (qapbo.cost)."""
-    from .cost import COSTS, measure_costs
+    """EBOPs and da4ml's LUTs and latency beside BOPs: as recorded, else measured now (qapbo.cost.measure)."""
+    from qapbo.cost.measure import COSTS, measure_costs
 
     a = trial.user_attrs
     if any(a.get(c) is None for c in COSTS):

@@ -16,10 +16,10 @@ from typing import Callable, Iterator
 
 import torch
 
-from .data import JetData
-from .experiment import Measurement, measure, versions
-from .models import JetTagger
-from .train import EpochLog, TrainConfig, train
+from qapbo.data.split import JetData
+from qapbo.train.measure import Measurement, measure, versions
+from qapbo.nn.models import JetTagger
+from qapbo.train.loop import EpochLog, TrainConfig, train
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from .errors import DataError
+from qapbo.errors import DataError
 
 #: The 16 high-level features of the hls4ml jet-tagging task, in PROTOCOL order.
 FEATURES: tuple[str, ...] = (
@@ -173,7 +173,7 @@ def data_label(source: str) -> str:
     if source == "synthetic-jets":
         return "SYNTHETIC data (synthetic-jets, not real LHC jets)"
     if source == "pythia-jets":
-        from .jetgen import NOTE
+        from qapbo.data.pythia import NOTE
 
         return f"pythia-jets: {NOTE}"
     return source
@@ -183,7 +183,7 @@ def read_pythia_jets(config: DataConfig) -> tuple[np.ndarray, np.ndarray, dict[s
     """``n_rows`` physics-generated jets: from ``path``, else from the cache, generated there if missing."""
     import sys
 
-    from . import jetgen
+    from qapbo.data import pythia as jetgen
 
     settings = jetgen.GenSettings(seed=config.seed, chunk_size=jetgen.default_chunk_size(config.n_rows))
     if config.path:

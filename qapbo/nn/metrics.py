@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, roc_auc_score, roc_curve
 
-from .models import JetTagger
+from qapbo.nn.models import JetTagger
 
 SIGNAL_EFFICIENCY = 0.5  # background efficiency is quoted at 50 % signal efficiency, per class
 

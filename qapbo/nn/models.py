@@ -28,8 +28,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from brevitas.function.ops_ste import round_ste
 
-from .errors import SpecError
-from .quant import QuantReLUFn, QuantWeightFn
+from qapbo.errors import SpecError
+from qapbo.nn.quant import QuantReLUFn, QuantWeightFn
 
 FLOAT_BITS = 32
 MIN_BITS, MAX_BITS = 2, 16

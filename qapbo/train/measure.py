@@ -8,11 +8,11 @@ from typing import Any, Callable
 
 import torch
 
-from .cost import measure_costs
-from .data import JetData
-from .metrics import evaluate
-from .models import JetTagger, ModelSpec, build_model
-from .train import EpochLog, TrainConfig, TrainResult, train
+from qapbo.cost.measure import measure_costs
+from qapbo.data.split import JetData
+from qapbo.nn.metrics import evaluate
+from qapbo.nn.models import JetTagger, ModelSpec, build_model
+from qapbo.train.loop import EpochLog, TrainConfig, TrainResult, train
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Measurement:
 
 def measure(model: JetTagger, data: JetData, training: TrainResult | None = None,
             hw: bool | None = None) -> dict[str, Any]:
-    """Test-set metrics, sparsity and every hardware cost (:mod:`qapbo.cost`) of ``model`` as one
+    """Test-set metrics, sparsity and every hardware cost (:mod:`qapbo.cost.measure`) of ``model`` as one
     flat JSON-able record. ``hw=False`` skips the da4ml trace (``luts``, ``latency``)."""
     metrics = evaluate(model, data.x_test, data.y_test, data.class_names)
     record: dict[str, Any] = {
@@ -70,7 +70,7 @@ def train_and_measure(
 def versions() -> dict[str, str]:
     import brevitas
 
-    from . import __version__
+    from qapbo._version import __version__
 
     return {"qapbo": __version__, "torch": torch.__version__, "brevitas": brevitas.__version__,
             "python": platform.python_version()}

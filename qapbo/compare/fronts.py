@@ -28,7 +28,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import QapboError
+from qapbo.errors import QapboError
 
 DIRECTIONS = ("maximize", "minimize")
 #: Default minimum useful AUC: chance (0.5) plus a margin of 0.05, beyond the test-set noise of a
@@ -56,7 +56,7 @@ ATTR_LATE_COSTS = "qapbo_costs_trial_"
 
 
 def cost_of(t: FrozenTrial, cost: str) -> float | None:
-    """The trial's ``cost`` (a :mod:`qapbo.cost` name) as recorded, or None."""
+    """The trial's ``cost`` (a :mod:`qapbo.cost.measure` name) as recorded, or None."""
     v = t.user_attrs.get(cost)
     return None if v is None else float(v)
 
@@ -368,12 +368,12 @@ class Comparison:
     rows: list[dict[str, Any]] = field(default_factory=list)
     coverage: list[dict[str, Any]] = field(default_factory=list)
     equal_compute: list[dict[str, Any]] = field(default_factory=list)  # see :func:`equal_compute`
-    cost: str = "bops"  # the cost on the fronts' second axis (a qapbo.cost name)
+    cost: str = "bops"  # the cost on the fronts' second axis (a qapbo.cost.measure name)
     agreement: dict[str, Any] | None = None  # cost_agreement() over the stored trials, when asked
 
     @property
     def label(self) -> str:
-        from .cost import LABELS
+        from qapbo.cost.measure import LABELS
 
         return LABELS[self.cost].split(" (")[0]
 
@@ -387,7 +387,7 @@ class Comparison:
         return sorted({r.data_note for r in self.results if r.data_note})
 
     def to_dict(self) -> dict[str, Any]:
-        from .cost import DEFINITIONS
+        from qapbo.cost.measure import DEFINITIONS
 
         return {"cost": self.cost, "cost_definition": DEFINITIONS[self.cost],
                 "reference_point": {"auc": self.ref[0], self.cost: self.ref[1]},
@@ -535,7 +535,7 @@ def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None =
     """
     from scipy.stats import spearmanr
 
-    from .cost import COSTS
+    from qapbo.cost.measure import COSTS
 
     costs = list(costs or COSTS)
     trials = [t for r in results for t in r.trials]

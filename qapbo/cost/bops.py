@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .models import JetTagger
+from qapbo.nn.models import JetTagger
 
 #: Name and version of the BOPs definition implemented here.
 BOPS_DEFINITION = "hawks2021-v1"

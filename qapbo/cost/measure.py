@@ -1,7 +1,7 @@
 """Hardware costs of a trained network: every cost qapbo measures, each named and versioned.
 
-BOPs (PROTOCOL's formula, :mod:`qapbo.bops`) is a proxy that ignores weight values; the costs
-here read the network's fixed-point form (:func:`qapbo.fixedpoint.fixed_point_view`, the same
+BOPs (PROTOCOL's formula, :mod:`qapbo.cost.bops`) is a proxy that ignores weight values; the costs
+here read the network's fixed-point form (:func:`qapbo.cost.fixedpoint.fixed_point_view`, the same
 one the hls4ml configuration is written from) and so see pruning and the size of each weight:
 
 * ``ebops``: effective BOPs as HGQ2 defines them (``_compute_ebops`` of its dense layer): over
@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from .bops import BOPS_DEFINITION, model_bops
-from .errors import QapboError
-from .fixedpoint import Fixed, FixedPointError, FixedPointView, LayerView, Requantizer, fixed_point_view
-from .models import FLOAT_BITS, JetTagger
+from qapbo.cost.bops import BOPS_DEFINITION, model_bops
+from qapbo.errors import QapboError
+from qapbo.cost.fixedpoint import Fixed, FixedPointError, FixedPointView, LayerView, Requantizer, fixed_point_view
+from qapbo.nn.models import FLOAT_BITS, JetTagger
 
 #: Every cost qapbo can measure and use as an objective, with its definition's name and version.
 DEFINITIONS: dict[str, str] = {

@@ -20,10 +20,10 @@ from urllib.parse import quote
 import optuna
 import torch
 
-from .errors import QapboError
-from .models import JetTagger, ModelSpec, build_model
-from .pareto import ATTR_KIND, ATTR_MIN_AUC, DEFAULT_MIN_AUC
-from .studyfile import StudyFile, StudyFileError, config_hash, describe_changes
+from qapbo.errors import QapboError
+from qapbo.nn.models import JetTagger, ModelSpec, build_model
+from qapbo.compare.fronts import ATTR_KIND, ATTR_MIN_AUC, DEFAULT_MIN_AUC
+from qapbo.study.file import StudyFile, StudyFileError, config_hash, describe_changes
 
 ATTR_CONFIG = "qapbo_config"
 ATTR_FILE = "qapbo_study_file"

@@ -25,14 +25,14 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from .cost import require_hw
-from .data import JetData, load_data
-from .errors import QapboError
-from .experiment import measure, versions
-from .pareto import ATTR_REFINE_OF, MIN_AUC_CONSTRAINT, min_auc_violation
-from .progress import LevelBars, resolve
-from .prune import collapsed_note, iterative_pruning
-from .storage import (
+from qapbo.cost.measure import require_hw
+from qapbo.data.split import JetData, load_data
+from qapbo.errors import QapboError
+from qapbo.train.measure import measure, versions
+from qapbo.compare.fronts import ATTR_REFINE_OF, MIN_AUC_CONSTRAINT, min_auc_violation
+from qapbo.progress import LevelBars, resolve
+from qapbo.train.prune import collapsed_note, iterative_pruning
+from qapbo.study.storage import (
     StorageError,
     artifact_dir,
     artifact_store,
@@ -44,11 +44,11 @@ from .storage import (
     storage_url,
     stored_changes,
 )
-from .studyfile import StudyFile, StudyFileError
+from qapbo.study.file import StudyFile, StudyFileError
 
 #: study user attributes of a refine study
 ATTR_MEMBERS = "qapbo_refine_members"  # the chosen members, frozen at creation: [{study, number}]
-#: the parts of the study file that define a search's and a refine study's results (as qapbo.search
+#: the parts of the study file that define a search's and a refine study's results (as qapbo.study.search
 #: stores them; a change refuses a resume)
 SEARCH_SECTIONS = ("data", "train", "search", "objectives")
 SECTIONS = (*SEARCH_SECTIONS, "refine")

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import JetData
-from .errors import SpecError, TrainingError
-from .models import JetTagger
+from qapbo.data.split import JetData
+from qapbo.errors import SpecError, TrainingError
+from qapbo.nn.models import JetTagger
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Several worker processes sharing one study on one machine (search: also many machines via an RDB).
 
 Each worker is a fresh process (``spawn``: no forked torch or SQLite state) that parses the study
-file itself and runs :func:`qapbo.search.run_search` or :func:`qapbo.qap.run_qap` against the
+file itself and runs :func:`qapbo.study.search.run_search` or :func:`qapbo.study.qap.run_qap` against the
 shared storage with one torch thread, so N workers use N cores without oversubscribing them. The
 studies are created once, here, before any worker starts: two processes creating the same fresh
 SQLite study at the same moment can fail on a UNIQUE constraint.
@@ -23,12 +23,12 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from .errors import QapboError
-from .progress import bar as progress_bar
-from .progress import resolve
-from .search import prepare_search
-from .storage import redact
-from .studyfile import StudyFile, load_study_file
+from qapbo.errors import QapboError
+from qapbo.progress import bar as progress_bar
+from qapbo.progress import resolve
+from qapbo.study.search import prepare_search
+from qapbo.study.storage import redact
+from qapbo.study.file import StudyFile, load_study_file
 
 
 def _as_worker(path: str, synthetic: bool, rows: int | None, worker: int,
@@ -50,7 +50,7 @@ def _as_worker(path: str, synthetic: bool, rows: int | None, worker: int,
 
 def _search_worker(path: str, synthetic: bool, rows: int | None, storage: str, n_trials: int | None,
                    timeout: float | None, worker: int, lines: str = "lines") -> None:
-    from .search import run_search
+    from qapbo.study.search import run_search
 
     _as_worker(path, synthetic, rows, worker, lambda study, log: run_search(
         study, storage=storage, n_trials=n_trials, timeout=timeout, progress=lines, worker=worker, log=log))
@@ -84,7 +84,7 @@ def run_workers(
 
 def _qap_worker(path: str, synthetic: bool, rows: int | None, storage: str, queue, worker: int,
                 lines: str = "lines") -> None:
-    from .qap import run_qap
+    from qapbo.study.qap import run_qap
 
     _as_worker(path, synthetic, rows, worker, lambda study, log: run_qap(
         study, storage=storage, progress=lines, chains=iter(queue.get, None), log=log))
@@ -103,7 +103,7 @@ def run_qap_workers(
 
     Every level trains from its own seed, so the stored trials equal those of a one-process run.
     """
-    from .qap import prepare_qap
+    from qapbo.study.qap import prepare_qap
 
     _check(study, workers, log)
     say = log or (lambda msg: print(msg, file=sys.stderr))

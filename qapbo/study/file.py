@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .data import DataConfig
-from .errors import QapboError
-from .models import BN_MODES, ModelSpec
-from .pareto import DEFAULT_MIN_AUC
-from .train import TrainConfig
+from qapbo.data.split import DataConfig
+from qapbo.errors import QapboError
+from qapbo.nn.models import BN_MODES, ModelSpec
+from qapbo.compare.fronts import DEFAULT_MIN_AUC
+from qapbo.train.loop import TrainConfig
 
 #: PROTOCOL's cumulative pruned fractions: 0, 10, ..., 90, 96.66, 98.88 %.
 PROTOCOL_SCHEDULE: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9666, 0.9888)
@@ -49,11 +49,11 @@ _SEARCH = {"sampler": (str, "tpe"), "n_trials": (int, None), "timeout": (float, 
            "precisions": (list, None), "space": (dict, None), "heartbeat_interval": (int, 10),
            "grace_period": (int, 30), "max_retry": (int, 2), "early_stop": (bool, True),
            "early_stop_warmup": (int, 5), "early_stop_startup_trials": (int, 4)}
-_COST_KEYS = ("bops", "ebops", "luts", "latency")  # qapbo.cost.COSTS
+_COST_KEYS = ("bops", "ebops", "luts", "latency")  # qapbo.cost.measure.COSTS
 _OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, None), "luts": (str, None),
                "latency": (str, None), "constraints": (list, []),
                "min_auc": (float, DEFAULT_MIN_AUC)}
-#: [refine] (qapbo.refine): which front members, and the cumulative pruned fractions to take them to.
+#: [refine] (qapbo.study.refine): which front members, and the cumulative pruned fractions to take them to.
 #: Fine-tune only: a member's initial weights are not stored, so a lottery-ticket rewind is impossible.
 _REFINE = {"members": (object, "all"), "schedule": (list, list(PROTOCOL_SCHEDULE[1:]))}
 SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES,
@@ -81,7 +81,7 @@ class QapSettings:
 
 @dataclass(frozen=True)
 class RefineSettings:
-    """``[refine]``: QAP (fine-tune) from the search's front members; see :mod:`qapbo.refine`."""
+    """``[refine]``: QAP (fine-tune) from the search's front members; see :mod:`qapbo.study.refine`."""
 
     members: int | None  # the k members spread best along the front; None: all of it
     schedule: tuple[float, ...]  # cumulative pruned fractions; each member gets those above its own
@@ -99,7 +99,7 @@ class StudyFile:
     data: DataConfig
     train: TrainConfig
     qap: QapSettings | None
-    search: Any = None  # qapbo.space.SearchSettings when the file has a [search] section
+    search: Any = None  # qapbo.study.space.SearchSettings when the file has a [search] section
     refine: RefineSettings | None = None
     path: str = "<memory>"
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -247,7 +247,7 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
         canonical["qap"]["min_auc"] = min_auc  # QAP levels below it are stored infeasible
     search = None
     if "search" in canonical:
-        from .space import parse_search  # the search space is its own concept (qapbo.space)
+        from qapbo.study.space import parse_search  # the search space is its own concept (qapbo.study.space)
 
         if data.folds > 1 or len(share_list) > 1:
             raise StudyFileError(f"{where}: a [search] runs on one data split; set folds = 1 and a single "

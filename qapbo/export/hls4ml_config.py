@@ -5,7 +5,7 @@ the float scales, biases and BatchNorm into per-layer constants whose precision 
 derive: they fall into the default ``fixed<16,6>`` (a BatchNorm scale of 0.002 keeps 1-2
 significant bits, an output scale below 2^-10 becomes 0), the input wraps beyond +-32 and ReLU
 truncates before the activation quantizer rounds. This module writes every one of those formats
-from :mod:`qapbo.fixedpoint`, keyed by the layer names hls4ml 1.3.0 gives them, in the shape
+from :mod:`qapbo.cost.fixedpoint`, keyed by the layer names hls4ml 1.3.0 gives them, in the shape
 ``hls4ml.utils.config_from_onnx_model(..., granularity='name')`` produces. Which hls4ml layer
 holds which constant (``Dense_<MatMul>``, ``BatchNormalization_<k>`` or ``bn_<Add>``,
 ``<Quant>_scale`` for a requantizer) is hls4ml's naming; :func:`check_hls4ml` compiles the result
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import QapboError
-from .fixedpoint import FixedPointView
-from .models import JetTagger
+from qapbo.errors import QapboError
+from qapbo.cost.fixedpoint import FixedPointView
+from qapbo.nn.models import JetTagger
 
 HLS4ML_VERSION = "1.3.0"  # the version whose layer names and folding this module follows
 INSTALL = "pip install 'qapbo[hls4ml]'"

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import DataError
+from qapbo.errors import DataError
 
 #: Set format; bump when a feature definition or the chunk layout changes (part of the cache key).
 GENERATOR_VERSION = "pythia-jets-v1"
@@ -132,7 +132,7 @@ def versions() -> dict[str, str]:
     """The versions that go into the cache key; raises DataError naming the extra if one is missing."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from qapbo._version import __version__
 
     try:
         return {"pythia8mc": version("pythia8mc"), "fastjet": version("fastjet"), "qapbo": __version__,

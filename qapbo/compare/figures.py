@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from .errors import QapboError
-from .pareto import Comparison, StudyResult, hypervolume_history, is_feasible, pareto_front, values
+from qapbo.errors import QapboError
+from qapbo.compare.fronts import Comparison, StudyResult, hypervolume_history, is_feasible, pareto_front, values
 
 if TYPE_CHECKING:
-    from .data import JetData
+    from qapbo.data.split import JetData
 
 KINDS = ("fronts", "hypervolume", "bkg-eff", "efficiency", "costs")
 BOPS_LABEL = "BOPs (bit operations per inference, log scale)"

@@ -7,7 +7,7 @@ and activation scales, the bias, eval-mode BatchNorm) folds into one affine map 
 ``code = clamp(round(relu(y) / s_act), 0, 2^b - 1)``. Integers are exact in any fixed-point
 format wide enough; only the folded float constants, the float input and the results of the
 affine maps need a choice of fraction bits. This module makes that choice, once, for every user
-of the fixed-point form (the hls4ml configuration of :mod:`qapbo.hls4ml_config`, a hardware cost).
+of the fixed-point form (the hls4ml configuration of :mod:`qapbo.export.hls4ml_config`, a hardware cost).
 
 The rule, for a relative precision of ``p`` bits:
 
@@ -39,8 +39,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import QapboError
-from .models import FLOAT_BITS, JetTagger, act_scale_param, weight_mask, weight_param
+from qapbo.errors import QapboError
+from qapbo.nn.models import FLOAT_BITS, JetTagger, act_scale_param, weight_mask, weight_param
 
 DEFINITION = "qapbo-fixedpoint-v1"
 LOGIT_TOLERANCE = 1e-3  # the largest |logit difference| called exact; a flipped hidden code moves logits by ~0.1
