@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from qapbo.compare.fronts import compare, cost_agreement, load_results
+from qapbo.compare.report import compare, cost_agreement
+from qapbo.compare.results import load_results
 from qapbo.study.storage import open_storage
 
 

@@ -44,9 +44,9 @@ def run_one(path: str, synthetic: bool, rows: int | None, seed: int, trials: int
     warnings.filterwarnings("ignore")
     import optuna
 
-    from qapbo.compare.fronts import load_results
-    from qapbo.study.search import run_search
+    from qapbo.compare.results import load_results
     from qapbo.study.file import load_study_file
+    from qapbo.study.search import run_search
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = load_study_file(path, synthetic=synthetic, rows=rows)
@@ -62,13 +62,13 @@ def run_one(path: str, synthetic: bool, rows: int | None, seed: int, trials: int
 
 def curve(run: dict, ref: tuple[float, float]) -> list:
     """The hypervolume after every finished trial against cumulative training: qapbo compare's history."""
-    from qapbo.compare.fronts import hypervolume_history
+    from qapbo.compare.compute import hypervolume_history
 
     return hypervolume_history(run["result"], ref)
 
 
 def hv_at(c: list, seconds: float) -> float:
-    from qapbo.compare.fronts import hypervolume_at
+    from qapbo.compare.compute import hypervolume_at
 
     return hypervolume_at(c, seconds=seconds)
 

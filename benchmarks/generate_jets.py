@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--workers", default="1,2")
     args = ap.parse_args()
-    print(f"pythia-jets benchmark on {os.cpu_count()} cores; versions {jetgen.versions()}")
+    print(f"pythia-jets benchmark on {os.cpu_count()} cores; versions {jetgen.generator_versions()}")
     print(f"\n1) one class at a time, {args.jets_per_class} jets each, this process:")
     print(f"{'class':>6} {'jets/s':>8} {'ms/jet':>8} {'events':>7} {'jets/event':>10}")
     for cls in jetgen.CLASSES:

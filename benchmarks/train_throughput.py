@@ -41,9 +41,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from qapbo.data.split import DataConfig, JetData, load_data
-from qapbo.nn.models import JetTagger, ModelSpec, build_model
-from qapbo.train.loop import TrainConfig, train
+from qapbo.data.config import DataConfig
+from qapbo.data.split import JetData, load_data
+from qapbo.nn.models import JetTagger, build_model
+from qapbo.nn.spec import ModelSpec
+from qapbo.train.config import TrainConfig
+from qapbo.train.loop import train
 
 # The module itself (qapbo/__init__ re-exports the function ``train``, which shadows the attribute).
 qtrain = importlib.import_module("qapbo.train.loop")

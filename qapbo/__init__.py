@@ -1,23 +1,63 @@
 """qapbo: quantization-aware pruning versus multi-objective Bayesian optimization for jet taggers.
 
-Public API: data (:func:`load_data`, :class:`DataConfig`), models (:class:`ModelSpec`,
-:func:`build_model`), training (:class:`TrainConfig`, :func:`train`), measurement
-(:func:`train_and_measure`, :func:`model_bops`, :func:`evaluate`).
+Run a study file and compare its studies (:func:`load_study_file`, :func:`run_pipeline`, or one
+section with :func:`run_section`; :func:`compare_stored` and :func:`plot_all` for stored results),
+take a trial to hardware (:func:`export_trial`), or train one network (:func:`load_data`,
+:class:`ModelSpec`, :class:`TrainConfig`, :func:`train_and_measure`). The subpackages (data, nn,
+cost, train, study, compare, export) hold the rest. Names load on first use: ``import qapbo`` is
+cheap and the command line starts at once.
 """
 
-__version__ = "0.1.0"
+from qapbo._lazy import lazy_names
+from qapbo._version import __version__
 
-from qapbo.cost.bops import BOPS_DEFINITION, BopsReport, linear_bops, model_bops
-from qapbo.data.split import CLASSES, FEATURES, DataConfig, JetData, load_data
-from qapbo.errors import DataError, QapboError, SpecError, TrainingError
-from qapbo.train.measure import Measurement, measure, train_and_measure
-from qapbo.nn.metrics import classification_metrics, evaluate, sparsity
-from qapbo.nn.models import JetTagger, ModelSpec, build_model
-from qapbo.train.loop import EpochLog, TrainConfig, TrainResult, train
-
-__all__ = [
-    "BOPS_DEFINITION", "BopsReport", "CLASSES", "DataConfig", "DataError", "EpochLog", "FEATURES",
-    "JetData", "JetTagger", "Measurement", "ModelSpec", "QapboError", "SpecError", "TrainConfig",
-    "TrainResult", "TrainingError", "build_model", "classification_metrics", "evaluate",
-    "linear_bops", "load_data", "measure", "model_bops", "sparsity", "train", "train_and_measure",
-]
+_NAMES = {
+    "StudyFile": "qapbo.study.file",
+    "load_study_file": "qapbo.study.file",
+    "parse_study": "qapbo.study.file",
+    "run_pipeline": "qapbo.study.pipeline",
+    "run_section": "qapbo.study.pipeline",
+    "PipelineResult": "qapbo.study.pipeline",
+    "run_search": "qapbo.study.search",
+    "run_qap": "qapbo.study.qap",
+    "run_refine": "qapbo.study.refine",
+    "load_results": "qapbo.compare.results",
+    "StudyResult": "qapbo.compare.results",
+    "compare": "qapbo.compare.report",
+    "compare_stored": "qapbo.compare.report",
+    "Comparison": "qapbo.compare.report",
+    "plot_all": "qapbo.compare.figures",
+    "export_trial": "qapbo.export.qonnx",
+    "FEATURES": "qapbo.data.config",
+    "CLASSES": "qapbo.data.config",
+    "DataConfig": "qapbo.data.config",
+    "JetData": "qapbo.data.split",
+    "load_data": "qapbo.data.split",
+    "ModelSpec": "qapbo.nn.spec",
+    "JetTagger": "qapbo.nn.models",
+    "build_model": "qapbo.nn.models",
+    "classification_metrics": "qapbo.nn.metrics",
+    "evaluate": "qapbo.nn.metrics",
+    "sparsity": "qapbo.nn.metrics",
+    "TrainConfig": "qapbo.train.config",
+    "EpochLog": "qapbo.train.loop",
+    "TrainResult": "qapbo.train.loop",
+    "train": "qapbo.train.loop",
+    "Measurement": "qapbo.train.measure",
+    "measure": "qapbo.train.measure",
+    "train_and_measure": "qapbo.train.measure",
+    "BOPS_DEFINITION": "qapbo.cost.definitions",
+    "BopsReport": "qapbo.cost.bops",
+    "linear_bops": "qapbo.cost.bops",
+    "model_bops": "qapbo.cost.bops",
+    "measure_costs": "qapbo.cost.measure",
+    "QapboError": "qapbo.errors",
+    "DataError": "qapbo.errors",
+    "SpecError": "qapbo.errors",
+    "TrainingError": "qapbo.errors",
+    "StudyFileError": "qapbo.errors",
+    "StorageError": "qapbo.errors",
+    "ExportError": "qapbo.errors",
+}
+__all__ = [*_NAMES, "__version__"]
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

@@ -1,7 +1,9 @@
-"""Command line: ``qapbo train`` (and the commands later layers add).
+"""The command line: ``qapbo run``, ``search``, ``refine``, ``qap``, ``compare``, ``plot``, ``export``,
+``costs``, ``train`` and ``data generate``.
 
-The CLI only parses, calls the library and prints. User errors become one line on stderr and
-exit status 2; Ctrl-C exits with 130 after a one-line notice.
+The CLI only parses, calls one library function and prints; each command imports what it needs
+when it runs, so ``--help`` and argument errors answer at once. User errors become one line on
+stderr and exit status 2; Ctrl-C exits with 130 after a one-line notice.
 """
 
 from __future__ import annotations
@@ -25,6 +27,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Renamed(argparse.Action):
+    """An old option name that still works for one release, with a note naming the new one."""
+
+    def __init__(self, *args: Any, new: str, **kwargs: Any):
+        self.new = new
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"note: {option_string} is now {self.new}; the old name goes in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -68,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qapbo", description="Quantization-aware pruning versus Bayesian optimization "
                                                  "for ultra-low-latency jet taggers.")
     from qapbo._version import __version__
+    from qapbo.nn.spec import BN_MODES
+    from qapbo.train.config import TrainConfig
+
+    tc = TrainConfig()  # the command line's training defaults are the library's
 
     parser.add_argument("--version", action="version", version=f"qapbo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -85,45 +104,44 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--act-bits", type=_int_list, default=None,
                    help="hidden activation bits: one value or one per hidden layer (default: as --bits)")
     m.add_argument("--input-bits", type=int, default=32, help="input quantization bits (default: 32 = float)")
-    m.add_argument("--bn", default="affine", choices=["none", "affine", "no-affine", "no-stats"],
+    m.add_argument("--bn", default="affine", choices=list(BN_MODES),
                    help="BatchNorm mode (default: affine)")
     r = t.add_argument_group("training")
-    r.add_argument("--epochs", type=_positive_int, default=250, help="maximum epochs (default: 250)")
-    r.add_argument("--patience", type=_positive_int, default=10, help="early-stopping patience (default: 10)")
-    r.add_argument("--lr", type=_float, default=1e-4, help="Adam learning rate (default: 1e-4)")
-    r.add_argument("--batch-size", type=_positive_int, default=1024, help="batch size (default: 1024)")
-    r.add_argument("--l1", type=_float, default=1e-4, help="L1 factor on weights (default: 1e-4)")
-    r.add_argument("--seed", type=int, default=0, help="seed for data split, init and batches (default: 0)")
-    r.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default: 1)")
+    r.add_argument("--epochs", type=_positive_int, default=tc.epochs, help=f"maximum epochs (default: {tc.epochs})")
+    r.add_argument("--patience", type=_positive_int, default=tc.patience,
+                   help=f"early-stopping patience (default: {tc.patience})")
+    r.add_argument("--lr", type=_float, default=tc.lr, help=f"Adam learning rate (default: {tc.lr:g})")
+    r.add_argument("--batch-size", type=_positive_int, default=tc.batch_size,
+                   help=f"batch size (default: {tc.batch_size})")
+    r.add_argument("--l1", type=_float, default=tc.l1, help=f"L1 factor on weights (default: {tc.l1:g})")
+    r.add_argument("--seed", type=int, default=tc.seed,
+                   help=f"seed for data split, init and batches (default: {tc.seed})")
+    r.add_argument("--threads", type=_positive_int, default=tc.threads, help=f"torch threads (default: {tc.threads})")
     o = t.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print the full record as JSON on stdout")
-    o.add_argument("--quiet", action="store_true", help="no progress output (same as --progress none)")
     _progress_arg(o, "a bar over epochs on a terminal, else a summary line every 10 epochs")
     t.set_defaults(func=cmd_train)
 
     q = _study_command(sub, "qap", "run (or resume) the quantization-aware pruning fronts of a study file",
                        "Run the [qap] section of a study file: for each precision and mode (FT, LT), train, "
                        "measure and prune level by level, storing one trial per level. Rerunning the same "
-                       "command resumes where a stopped run left off.", "one line per level instead of progress bars")
-    q.add_argument("--workers", type=_positive_int, default=1,
-                   help="worker processes on this machine, each training whole chains (one precision and "
-                        "mode) (default: 1); one torch thread each")
+                       "command resumes where a stopped run left off.")
+    _workers_arg(q, "each training whole chains (one precision and mode)")
     q.set_defaults(func=cmd_qap)
 
     rf = _study_command(sub, "refine", "refine the search's front: QAP (fine-tune) from each front member",
                         "Run the [refine] section of a study file: take the stored search's front (all of it, or "
                         "the k members spread best along it), reload each member from its checkpoint and prune "
                         "it further along the schedule, fine-tuning at its own precision; one trial per member "
-                        "and level in the study NAME-refine. Rerunning the same command resumes.",
-                        "one line per level instead of progress bars")
+                        "and level in the study NAME-refine. Rerunning the same command resumes.")
+    _workers_arg(rf, "each refining whole members")
     rf.set_defaults(func=cmd_refine)
 
     s = _study_command(sub, "search", "run (or resume) the multi-objective search of a study file",
                        "Run the [search] section of a study file: Optuna proposes architectures and precisions, "
                        "each trial trains and measures one network (AUC up, BOPs down). Rerunning the same "
                        "command resumes the study up to its budget.")
-    s.add_argument("--workers", type=_positive_int, default=1,
-                   help="worker processes on this machine sharing the study (default: 1); one torch thread each")
+    _workers_arg(s, "sharing the study")
     s.set_defaults(func=cmd_search)
 
     w = _study_command(sub, "worker", "one search worker joining a shared study (e.g. on another machine)",
@@ -139,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(stopped-early trials and a refined study's searches included) and every pair's "
                                    "hypervolume at equal compute (the seconds and epochs the cheaper one spent).")
     _comparison_args(c)
-    c.add_argument("--out", default="runs/compare", help="directory for the figures (default: runs/compare)")
+    c.add_argument("--out", help=f"directory for the figures (default: {FIGURES_RULE})")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON instead of Markdown")
     c.set_defaults(func=cmd_compare)
 
@@ -149,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="figure kind (costs: BOPs against da4ml LUTs of every stored network; features: every "
                          "input feature's distribution per class, from data rather than storage)")
     _comparison_args(pl)
-    pl.add_argument("--out", default="runs/plots", help="directory for the figure (default: runs/plots)")
+    pl.add_argument("--out", help=f"directory for the figure (default: {FIGURES_RULE})")
     fd = pl.add_argument_group("data (features only)")
     _data_args(fd, default="pythia-jets")
     fd.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
@@ -166,14 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--study", dest="study_name", help="which of the file's studies (needed when it has several, "
                    "e.g. quickstart-search and quickstart-qap)")
     e.add_argument("--out", help="QONNX file to write (default: runs/STUDY-trialN.onnx; the JSON goes beside it)")
-    e.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
-                                     "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
+    _storage_arg(e)
     e.add_argument("--precision", type=_positive_int, help="relative precision in bits of the fixed-point formats in "
                    "NAME.hls4ml.json (default: the least that reproduces the stored model on every test row)")
     e.add_argument("--check-hls4ml", action="store_true", help="also convert with hls4ml, compile its C++ emulation "
                    "and keep nothing unless it gives the stored model's class on every test row (needs "
                    "pip install 'qapbo[hls4ml]' and g++); the file checked is the file written")
-    e.add_argument("--strategy", choices=("da", "latency"), default="da",
+    from qapbo.export.hls4ml_config import DEFAULT_STRATEGY, STRATEGIES
+
+    e.add_argument("--strategy", choices=list(STRATEGIES), default=DEFAULT_STRATEGY,
                    help="hls4ml strategy written in NAME.hls4ml.json: da (default), hls4ml's distributed arithmetic, "
                         "the shift-and-add logic qapbo's luts cost counts (hls4ml needs da4ml for it); latency, "
                         "hls4ml's multiplier (DSP) design")
@@ -187,8 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "`qapbo compare --cost` uses them. Rerunning measures only what is missing. "
                                     "Needs pip install 'qapbo[hw]'.")
     co.add_argument("study", help="the study file the trials were run from, e.g. studies/quickstart.toml")
-    co.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
-                                      "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
+    _storage_arg(co)
     _synthetic_args(co)
     co.set_defaults(func=cmd_costs)
 
@@ -212,42 +230,52 @@ def build_parser() -> argparse.ArgumentParser:
                      help="jets per chunk file (default: 1000, or ROWS/classes when smaller; part of the "
                           "set's key, so a study finds the set generated with the default)")
     _progress_arg(gen, "bars on a terminal, else one line per finished chunk")
-    gen.add_argument("--quiet", action="store_true", help="no progress output (--progress none)")
     gen.set_defaults(func=cmd_data_generate)
 
     r = sub.add_parser("run", help="the main job: run a study file's search and QAP baseline, then compare",
                        description="Run (or resume) the [search], [refine] and [qap] sections of a study file, in "
                                    "that order, then write the comparison table and figures.")
     r.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
-    r.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else sqlite:///runs/NAME.db)")
-    r.add_argument("--out", help="directory for the figures (default: runs/NAME-compare)")
-    r.add_argument("--workers", type=_positive_int, default=1,
-                   help="worker processes for the search and the QAP chains (default: 1); one torch thread each")
+    _storage_arg(r)
+    r.add_argument("--out", help=f"directory for the figures (default: {FIGURES_RULE})")
+    _workers_arg(r, "for the search, the refine members and the QAP chains")
     _synthetic_args(r)
-    r.add_argument("--quiet", action="store_true", help="lines instead of progress bars (same as --progress lines)")
     _progress_arg(r, "bars on a terminal, else one line per trial and per level")
     r.set_defaults(func=cmd_run)
     return parser
 
 
-def _study_command(sub: Any, name: str, help: str, description: str,
-                   quiet: str = "one line per trial instead of a progress bar") -> argparse.ArgumentParser:
+#: Where figures go unless --out says otherwise (one rule for run, compare and plot).
+FIGURES_RULE = ("runs/NAME-compare, NAME the study file's name, or for compare and plot the SQLite file's "
+                "stem (runs/compare for another storage)")
+
+
+def _study_command(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
     """A subcommand that runs a study file: the file, its storage, the synthetic switch, a budget."""
     p = sub.add_parser(name, help=help, description=description)
     p.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
-    p.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
-                                     "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
+    _storage_arg(p)
     if name not in ("qap", "refine"):
-        p.add_argument("--n-trials", type=_positive_int, help="budget: trials evaluated (COMPLETE or stopped early) in the study (overrides the file)")
+        p.add_argument("--n-trials", type=_positive_int,
+                       help="budget: trials evaluated (COMPLETE or stopped early) in the study (overrides the file)")
         p.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
     _synthetic_args(p)
-    p.add_argument("--quiet", action="store_true", help=f"{quiet} (same as --progress lines)")
     _progress_arg(p, "bars on a terminal, else one line per trial or level")
     return p
 
 
+def _storage_arg(p: Any) -> None:
+    p.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else "
+                                     "sqlite:///runs/NAME.db; or set QAPBO_STORAGE)")
+
+
+def _workers_arg(p: Any, what: str) -> None:
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help=f"worker processes on this machine, {what} (default: 1); one torch thread each")
+
+
 def _data_args(d: Any, default: str = "synthetic-jets") -> None:
-    from qapbo.data.split import SOURCES
+    from qapbo.data.config import SOURCES
 
     d.add_argument("--data", default=default, choices=list(SOURCES),
                    help=f"data source (default: {default}; synthetic-jets is a seeded toy for tests, "
@@ -261,7 +289,7 @@ def _data_args(d: Any, default: str = "synthetic-jets") -> None:
 
 
 def _data_config(args: argparse.Namespace, **extra: Any) -> Any:
-    from qapbo.data.split import GENERATED, DataConfig
+    from qapbo.data.config import GENERATED, DataConfig
 
     generated = args.data in GENERATED
     return DataConfig(source=args.data, path=args.data_path, data_home=args.data_home, seed=args.seed,
@@ -274,13 +302,16 @@ def _progress_arg(p: Any, auto: str) -> None:
 
     p.add_argument("--progress", choices=MODES, default=None,
                    help=f"progress output: bars, lines, none, or auto (default: {auto})")
+    p.add_argument("--quiet", action="store_true",
+                   help="plain lines instead of progress bars, for logs (same as --progress lines)")
 
 
-def _progress(args: argparse.Namespace, quiet: str = "lines") -> str:
-    """The progress mode the options ask for: --progress wins, --quiet means ``quiet``, else auto."""
+def _progress(args: argparse.Namespace) -> str:
+    """The progress mode the options ask for, the same for every command: --progress wins, --quiet
+    means lines, else auto."""
     from qapbo.progress import resolve
 
-    return resolve(args.progress or (quiet if args.quiet else "auto"))
+    return resolve(args.progress or ("lines" if args.quiet else "auto"))
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:
@@ -305,31 +336,37 @@ def _comparison_args(p: argparse.ArgumentParser) -> None:
                    help="comma-separated study names (default: every two-objective study in the storage)")
     p.add_argument("--auc-targets", type=lambda t: [_float(x) for x in t.split(",") if x],
                    help="AUCs to reach, e.g. 0.9,0.92 (default: just below the best AUC)")
-    p.add_argument("--bops-budgets", type=lambda t: [_float(x) for x in t.split(",") if x],
+    floats = lambda t: [_float(x) for x in t.split(",") if x]  # noqa: E731
+    p.add_argument("--budgets", type=floats,
                    help="cost budgets, e.g. 1e5,1e6 (in the --cost; default: powers of ten across the fronts)")
-    from qapbo.cost.measure import COSTS
+    p.add_argument("--bops-budgets", type=floats, dest="budgets", action=_Renamed, new="--budgets",
+                   help="old name of --budgets (any cost, not only BOPs); kept for one release")
+    from qapbo.cost.definitions import COSTS
 
     p.add_argument("--cost", default="bops", choices=list(COSTS),
                    help="the cost the fronts, hypervolume, coverage and targets are drawn in (default: bops; "
                         "luts and latency: da4ml's estimates, recorded when qapbo[hw] is installed)")
 
 
-def _comparison(args: argparse.Namespace, names: Sequence[str] | None = None, url: str | None = None):
-    from qapbo.compare.fronts import compare, load_results
+def _comparison(args: argparse.Namespace) -> Any:
+    from qapbo.compare.report import compare_stored
     from qapbo.study.storage import open_storage
 
-    url = url or args.storage or os.environ.get("QAPBO_STORAGE")
+    url = args.storage or os.environ.get("QAPBO_STORAGE")
     if not url:
-        raise QapboError("no storage given: pass --storage URL (e.g. sqlite:///runs/quickstart.db) or set QAPBO_STORAGE")
-    from qapbo.compare.fronts import cost_agreement
+        raise QapboError("no storage given: pass --storage URL (e.g. sqlite:///runs/quickstart.db) or set "
+                         "QAPBO_STORAGE")
+    args.out = args.out or _figures_of(url)
+    # compare and plot never create or change storage
+    return compare_stored(open_storage(url, read_only=True), args.studies, cost=args.cost,
+                          auc_targets=args.auc_targets, budgets=args.budgets)
 
-    storage = open_storage(url, read_only=True)  # compare and plot never create or change storage
-    cost = getattr(args, "cost", "bops")
-    results = load_results(storage, names or args.studies, cost=cost)
-    cmp = compare(results, auc_targets=getattr(args, "auc_targets", None),
-                  bops_budgets=getattr(args, "bops_budgets", None), cost=cost)
-    cmp.agreement = cost_agreement(load_results(storage, names or args.studies) if cost != "bops" else results)
-    return cmp
+
+def _figures_of(url: str) -> str:
+    from pathlib import Path
+
+    stem = Path(url[len("sqlite:///"):]).stem if url.startswith("sqlite:///") else ""
+    return f"runs/{stem}-compare" if stem else "runs/compare"
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -353,13 +390,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from qapbo.compare.figures import plot
 
     if args.kind == "features":
-        from qapbo.data.split import GENERATED, load_data
         from qapbo.compare.figures import plot_features
+        from qapbo.data.config import GENERATED
+        from qapbo.data.split import load_data
 
         if args.data in GENERATED and not args.rows:
             args.rows = 5000
         data = load_data(_data_config(args))
-        paths = plot_features(data, Path(args.out))
+        paths = plot_features(data, Path(args.out or "runs/features"))
         print("wrote " + ", ".join(str(p) for p in paths) + f" ({data.label})")
         return 0
     paths = plot(args.kind, _comparison(args), Path(args.out))
@@ -368,57 +406,35 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from qapbo.compare.figures import plot_all
-    from qapbo.study.search import run_search
-    from qapbo.study.storage import redact, storage_url
+    from qapbo.study.pipeline import run_pipeline
+    from qapbo.study.storage import redact
 
     study = _load_study(args)
-    names = []
-    if study.search is not None and args.workers > 1:
-        from qapbo.study.workers import run_workers
-
-        names += [s.study_name for s in run_workers(study, args.workers, storage=args.storage,
-                                                    synthetic=args.synthetic, rows=args.rows,
-                                                    progress=_progress(args))]
-    elif study.search is not None:
-        names += [s.study_name for s in run_search(study, storage=args.storage, progress=_progress(args))]
-    if study.refine is not None:
-        from qapbo.study.refine import run_refine
-
-        names.append(run_refine(study, storage=args.storage, progress=_progress(args)).study_name)
-    if study.qap is not None:
-        names.append(_qap(study, args).study_name)
-    url = storage_url(study, args.storage)
-    args.auc_targets = args.bops_budgets = None
-    cmp = _comparison(args, names=names, url=url)
-    out = Path(args.out or f"runs/{study.name}-compare")
-    paths = plot_all(cmp, out)
-    print(cmp.to_markdown())
-    print(f"\nresults in {redact(url)} (studies: {', '.join(names)}); figures in {out}/: "
-          + ", ".join(p.name for p in paths))
+    res = run_pipeline(study, storage=args.storage, workers=args.workers, progress=_progress(args),
+                       synthetic=args.synthetic, rows=args.rows, out=args.out)
+    print(res.comparison.to_markdown())
+    print(f"\nresults in {redact(res.url)} (studies: {', '.join(res.study_names)}); figures in {res.out}/: "
+          + ", ".join(p.name for p in res.figures))
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from qapbo.study.search import run_search
-    from qapbo.study.storage import redact, storage_url
+def _section(section: str, args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """Run one section of the study file the arguments name: (study file, its Optuna studies)."""
+    from qapbo.study.pipeline import run_section
 
     study = _load_study(args)
-    if args.timeout is not None and args.timeout <= 0:
-        raise QapboError(f"--timeout {args.timeout:g}: use a positive number of seconds")
-    if getattr(args, "workers", 1) > 1:
-        from qapbo.study.workers import run_workers
+    # a `qapbo worker` on another machine must not replay the proposals of the others
+    worker = os.getpid() if args.command == "worker" else 0
+    return study, run_section(section, study, storage=args.storage, workers=getattr(args, "workers", 1),
+                              progress=_progress(args), n_trials=getattr(args, "n_trials", None),
+                              timeout=getattr(args, "timeout", None), synthetic=args.synthetic, rows=args.rows,
+                              worker=worker)
 
-        studies = run_workers(study, args.workers, storage=args.storage, n_trials=args.n_trials,
-                              timeout=args.timeout, synthetic=args.synthetic, rows=args.rows,
-                              progress=_progress(args))
-    else:
-        # a `qapbo worker` on another machine must not replay the proposals of the others
-        worker = os.getpid() if args.command == "worker" else 0
-        studies = run_search(study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
-                             progress=_progress(args), worker=worker)
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from qapbo.study.storage import redact, storage_url
+
+    study, studies = _section("search", args)
     for ostudy in studies:
         front = ostudy.best_trials
         states = [t.state.name for t in ostudy.get_trials(deepcopy=False)]
@@ -428,22 +444,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _qap(study: Any, args: argparse.Namespace) -> Any:
-    if args.workers > 1:
-        from qapbo.study.workers import run_qap_workers
-
-        return run_qap_workers(study, args.workers, storage=args.storage, synthetic=args.synthetic,
-                               rows=args.rows, progress=_progress(args))
-    from qapbo.study.qap import run_qap
-
-    return run_qap(study, storage=args.storage, progress=_progress(args))
-
-
 def cmd_qap(args: argparse.Namespace) -> int:
     from qapbo.study.storage import redact, storage_url
 
-    study = _load_study(args)
-    ostudy = _qap(study, args)
+    study, (ostudy,) = _section("qap", args)
     n = len(ostudy.get_trials(deepcopy=False))
     print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "
           f"{redact(storage_url(study, args.storage))}")
@@ -451,11 +455,9 @@ def cmd_qap(args: argparse.Namespace) -> int:
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from qapbo.study.refine import run_refine
     from qapbo.study.storage import redact, storage_url
 
-    study = _load_study(args)
-    ostudy = run_refine(study, storage=args.storage, progress=_progress(args))
+    study, (ostudy,) = _section("refine", args)
     front = ostudy.best_trials
     print(f"refine {study.name}: {len(ostudy.get_trials(deepcopy=False))} levels stored in study "
           f"{ostudy.study_name!r} ({len(front)} on its front) at {redact(storage_url(study, args.storage))}")
@@ -503,7 +505,7 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
                                   chunk_size=args.chunk_size or jetgen.default_chunk_size(max(args.rows, 1), len(classes)))
     settings.validate()
     out = args.out or str(jetgen.set_dir(settings))
-    say = _generation_progress(out, _progress(args, quiet="none"))
+    say = _generation_progress(out, _progress(args))
     try:
         manifest = jetgen.generate_set(out, args.rows, settings, workers=args.workers, progress=say)
     finally:
@@ -540,9 +542,9 @@ class _generation_progress:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from qapbo.data.split import load_data
+    from qapbo.nn.spec import ModelSpec
+    from qapbo.train.config import TrainConfig
     from qapbo.train.measure import train_and_measure
-    from qapbo.nn.models import ModelSpec
-    from qapbo.train.loop import TrainConfig
 
     hidden = tuple(args.hidden)
     spec = ModelSpec(hidden=hidden, weight_bits=_one_or_many(args.bits), act_bits=_one_or_many(args.act_bits),
@@ -553,9 +555,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = spec.sized_for(data.n_features, data.n_classes)
     if data.source not in ("hdf5", "openml"):
         print(f"note: training on {data.label}", file=sys.stderr)
-    from qapbo.progress import EPOCH_SUMMARY_EVERY, bar as progress_bar
+    from qapbo.progress import EPOCH_SUMMARY_EVERY
+    from qapbo.progress import bar as progress_bar
 
-    mode = _progress(args, quiet="none")
+    mode = _progress(args)
     bar = progress_bar(mode, total=config.epochs, desc=spec.describe(), unit="epoch", leave=False)
 
     def progress(log: Any) -> None:
@@ -624,14 +627,14 @@ def _write_failure(exc: BaseException) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="brevitas")
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # qapbo prints its own progress and trial failures
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --help and argument errors end here, before anything heavy is imported
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # qapbo prints its own progress and trial failures
     try:
         return int(args.func(args) or 0)
     except QapboError as exc:

@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
-from qapbo.cost.bops import BOPS_DEFINITION, linear_bops, model_bops
-from qapbo.nn.models import ModelSpec, build_model
+from qapbo.cost.bops import linear_bops, model_bops
+from qapbo.cost.definitions import BOPS_DEFINITION
+from qapbo.nn.models import build_model
+from qapbo.nn.spec import ModelSpec
 
 LAYERS = [(16, 64), (64, 32), (32, 32), (32, 5)]
 

@@ -74,7 +74,7 @@ def test_compare_json_and_plot(finished):
     assert [r["study"] for r in out["studies"]] == ["both-search", "both-qap"]
     assert out["auc_targets"] == [0.6, 0.99]
     for r in out["studies"]:
-        assert r["min_bops_at_auc"]["0.99"] is None  # nobody reaches AUC 0.99 on 1,500 jets
+        assert r["min_cost_at_auc"]["0.99"] is None  # nobody reaches AUC 0.99 on 1,500 jets
     c = out["coverage"][0]
     assert 0.0 <= c["c_ab"] <= 1.0 and 0.0 <= c["c_ba"] <= 1.0
     assert (d / "cmp" / "fronts.png").stat().st_size > 10_000

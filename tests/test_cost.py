@@ -8,12 +8,14 @@ import optuna
 import pytest
 import torch
 
+from qapbo.cli import main
 from qapbo.cost import measure as cost
 from qapbo.cost.bops import linear_bops
-from qapbo.cli import main
-from qapbo.nn.models import ModelSpec, build_model, weight_mask
+from qapbo.nn.models import build_model, weight_mask
+from qapbo.nn.spec import ModelSpec
+from qapbo.train.config import TrainConfig
+from qapbo.train.loop import train
 from qapbo.train.prune import prune_to_fraction_
-from qapbo.train.loop import TrainConfig, train
 
 
 def test_ebops_and_bops_by_hand():

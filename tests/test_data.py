@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qapbo.data.split import CLASSES, FEATURES, DataConfig, load_data, synthetic_jets
+from qapbo.data.config import CLASSES, FEATURES, DataConfig
+from qapbo.data.sources import synthetic_jets
+from qapbo.data.split import load_data
 from qapbo.errors import DataError
 
 # Extra columns of the Zenodo release that the loader must skip (names as in jetFeatureNames).
@@ -63,7 +65,7 @@ def test_splits_scaler_and_fingerprint():
 
 def test_hdf5_file_and_directory(tmp_path):
     jets, names = write_zenodo_h5(tmp_path / "jetImage_0.h5", n=200, seed=0)
-    x, y, classes, feats = __import__("qapbo.data.split", fromlist=["read_hdf5"]).read_hdf5(str(tmp_path / "jetImage_0.h5"))
+    x, y, classes, feats = __import__("qapbo.data.sources", fromlist=["read_hdf5"]).read_hdf5(str(tmp_path / "jetImage_0.h5"))
     assert x.shape == (200, 16) and classes == CLASSES and feats == FEATURES
     assert np.array_equal(x[:, FEATURES.index("mass_mmdt")], jets[:, names.index("j_mass_mmdt")])
     assert np.array_equal(x[:, 0], jets[:, names.index("j_zlogz")])

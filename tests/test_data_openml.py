@@ -26,9 +26,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-
 import sklearn.datasets._openml as sk_openml
-from qapbo.data.split import CLASSES, FEATURES, DataConfig, load_data, read_openml
+
+from qapbo.data.config import CLASSES, FEATURES, DataConfig
+from qapbo.data.sources import read_openml
+from qapbo.data.split import load_data
 from qapbo.errors import DataError
 
 NAME = "hls4ml_lhc_jets_hlf"

@@ -11,10 +11,12 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from qapbo.cost.bops import model_bops
+from qapbo.errors import StudyFileError
+from qapbo.nn.models import build_model
+from qapbo.nn.spec import ModelSpec
 from qapbo.study.early_stop import Curve, EarlyStopper, Evidence, Member, cost_ratios, decide, margin, nominal_bops
-from qapbo.nn.models import ModelSpec, build_model
+from qapbo.study.file import parse_study
 from qapbo.study.search import make_sampler, prepare_search, run_search
-from qapbo.study.file import StudyFileError, parse_study
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 

@@ -22,8 +22,10 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from qapbo.cli import main
-from qapbo.compare.fronts import compare, hypervolume_at, hypervolume_history, load_results
+from qapbo.compare.compute import hypervolume_at, hypervolume_history
 from qapbo.compare.figures import fronts_figure, hypervolume_figure, plot_hypervolume
+from qapbo.compare.report import compare
+from qapbo.compare.results import load_results
 
 DIRS = ["maximize", "minimize"]
 X = {"x": FloatDistribution(0, 1)}

@@ -3,8 +3,8 @@ stored model's exact function; the JSON beside it carries the input standardizat
 
 import json
 import os
-import stat
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -17,11 +17,13 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 
 from qapbo.data.split import load_data
-from qapbo.export.qonnx import ExportError, to_qonnx
-from qapbo.nn.models import ModelSpec, build_model
+from qapbo.errors import ExportError
+from qapbo.export.qonnx import to_qonnx
+from qapbo.nn.models import build_model
+from qapbo.nn.spec import ModelSpec
+from qapbo.study.file import load_study_file
 from qapbo.study.qap import run_qap
 from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint
-from qapbo.study.file import load_study_file
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 

@@ -15,13 +15,15 @@ import optuna
 import pytest
 import torch
 
-from qapbo.data.split import load_data
-from qapbo.export.qonnx import input_range
 from qapbo.cost.fixedpoint import LOGIT_TOLERANCE, Fixed, agreement, constant_format, fixed_point_view
-from qapbo.export.hls4ml_config import Hls4mlError, check_hls4ml, require_hls4ml
-from qapbo.nn.models import ModelSpec, build_model
-from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint
+from qapbo.data.split import load_data
+from qapbo.errors import Hls4mlError
+from qapbo.export.hls4ml_config import check_hls4ml, require_hls4ml
+from qapbo.export.qonnx import input_range
+from qapbo.nn.models import build_model
+from qapbo.nn.spec import ModelSpec
 from qapbo.study.file import load_study_file
+from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 
@@ -181,7 +183,7 @@ def test_emulation_is_the_model_at_high_precision_and_drifts_at_low():
 
 
 def test_float_layers_have_no_fixed_point_form():
-    from qapbo.cost.fixedpoint import FixedPointError
+    from qapbo.errors import FixedPointError
 
     with pytest.raises(FixedPointError, match="layer 2 is float"):
         spec = ModelSpec(n_inputs=16, n_classes=5, hidden=(4,), weight_bits=(6, 32), act_bits=6)

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from qapbo.data import pythia as jetgen
-from qapbo.data.split import DataConfig, load_data
+from qapbo.data.config import DataConfig
+from qapbo.data.split import load_data
 from qapbo.errors import DataError
 
 ROWS, CHUNK = 1000, 100

@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from qapbo.nn.metrics import classification_metrics, layer_efficiency, macro_auc, neural_efficiency, sparsity
-from qapbo.nn.models import ModelSpec, build_model
+from qapbo.nn.models import build_model
+from qapbo.nn.spec import ModelSpec
 
 
 def test_hand_computed_two_class_case():

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from qapbo.errors import SpecError
-from qapbo.nn.models import ModelSpec, act_scale_param, build_model
-from qapbo.train.loop import TrainConfig, train
+from qapbo.nn.models import act_scale_param, build_model
+from qapbo.nn.spec import ModelSpec
+from qapbo.train.config import TrainConfig
+from qapbo.train.loop import train
 
 SPECS = [
     ModelSpec(n_inputs=16, n_classes=5, weight_bits=32),
@@ -150,8 +152,8 @@ def test_fast_path_follows_load_state_dict(spec):
 
 
 def test_spec_takes_its_shape_from_the_data_or_refuses_to_guess(tiny_data):
+    from qapbo.train.config import TrainConfig
     from qapbo.train.measure import train_and_measure
-    from qapbo.train.loop import TrainConfig
 
     with pytest.raises(SpecError, match="does not guess"):
         build_model(ModelSpec(hidden=(8,)))

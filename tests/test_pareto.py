@@ -5,17 +5,10 @@ import math
 import optuna
 import pytest
 
-from qapbo.compare.fronts import (
-    NoResultsError,
-    StudyResult,
-    best_auc_within,
-    compare,
-    coverage,
-    hypervolume,
-    min_bops_at_auc,
-    pareto_front,
-    values,
-)
+from qapbo.compare.fronts import best_auc_within, coverage, hypervolume, min_cost_at_auc, pareto_front, values
+from qapbo.compare.report import compare
+from qapbo.compare.results import StudyResult
+from qapbo.errors import NoResultsError
 
 
 def trial(auc, bops, number=0, seed=None):
@@ -61,8 +54,8 @@ def test_coverage_both_ways_constructed():
 
 def test_targets_and_budgets():
     front = [(0.90, 1e3), (0.93, 1e4), (0.95, 1e5)]
-    assert min_bops_at_auc(front, 0.92) == 1e4
-    assert min_bops_at_auc(front, 0.96) is None
+    assert min_cost_at_auc(front, 0.92) == 1e4
+    assert min_cost_at_auc(front, 0.96) is None
     assert best_auc_within(front, 5e4) == 0.93
     assert best_auc_within(front, 10) is None
 
@@ -71,14 +64,14 @@ def test_compare_table_with_seeds():
     qap = StudyResult("q", "qap", [trial(0.90, 1e3, 0, seed=0), trial(0.94, 1e5, 1, seed=0),
                                    trial(0.91, 1e3, 2, seed=1), trial(0.93, 1e5, 3, seed=1)], synthetic=True)
     search = StudyResult("s", "search", [trial(0.92, 1e3, 0), trial(0.95, 1e4, 1)], synthetic=True)
-    cmp = compare([qap, search], ref=(0.5, 1e6), auc_targets=[0.93], bops_budgets=[1e4])
+    cmp = compare([qap, search], ref=(0.5, 1e6), auc_targets=[0.93], budgets=[1e4])
     rows = {r["study"]: r for r in cmp.rows}
     # seed 0: [3,5] x .40 + [5,6] x .44 = 1.24; seed 1: [3,5] x .41 + [5,6] x .43 = 1.25
     assert rows["q"]["hypervolume_mean"] == pytest.approx(1.245)
     assert rows["q"]["hypervolume_std"] == pytest.approx(math.sqrt(2) * 0.005)
     assert rows["s"]["hypervolume"] == pytest.approx(0.42 + 2 * 0.45)
-    assert rows["s"]["min_bops_at_auc"]["0.93"] == 1e4 and rows["q"]["min_bops_at_auc"]["0.93"] == 1e5
-    assert rows["q"]["best_auc_within_bops"]["10000.0"] == 0.91
+    assert rows["s"]["min_cost_at_auc"]["0.93"] == 1e4 and rows["q"]["min_cost_at_auc"]["0.93"] == 1e5
+    assert rows["q"]["best_auc_within_budget"]["10000.0"] == 0.91
     assert rows["q"]["epochs"] == 8 and rows["q"]["seconds"] == 4.0
     (c,) = cmp.coverage
     # search front (0.92,1e3),(0.95,1e4) covers all of q's front (0.91,1e3),(0.94,1e5); q covers none of s

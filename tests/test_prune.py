@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from qapbo.nn.models import ModelSpec, build_model
+from qapbo.nn.models import build_model
+from qapbo.nn.spec import ModelSpec
+from qapbo.train.config import TrainConfig
 from qapbo.train.prune import initial_state_of, iterative_pruning, prune_to_fraction_
-from qapbo.train.loop import TrainConfig
 
 SCHEDULE = (0.0, 0.5, 0.8, 0.9666)
 FAST = TrainConfig(epochs=4, lr=3e-3, batch_size=128, patience=4, seed=0)

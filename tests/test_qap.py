@@ -11,12 +11,13 @@ import time
 import optuna
 import pytest
 
-from qapbo.data.split import load_data
-from qapbo.nn.metrics import evaluate
 from qapbo.cost.bops import model_bops
+from qapbo.data.split import load_data
+from qapbo.errors import StudyFileError
+from qapbo.nn.metrics import evaluate
+from qapbo.study.file import load_study_file, parse_study
 from qapbo.study.qap import qap_study_name, run_qap
 from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint
-from qapbo.study.file import StudyFileError, load_study_file, parse_study
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 
@@ -193,7 +194,8 @@ def test_cli_unreachable_storage_exit_2(tmp_path):
 
 
 def test_folds_and_label_randomization_are_tagged_and_compared(tmp_path):
-    from qapbo.compare.fronts import compare, load_results
+    from qapbo.compare.report import compare
+    from qapbo.compare.results import load_results
 
     text = TINY.format(name="gen", rows=1500, epochs=2).replace(
         "[data]\nn_rows = 1500", "[data]\nn_rows = 1500\nfolds = 2\nrandomize_labels = [0.0, 0.5]").replace(

@@ -17,8 +17,8 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from qapbo.compare.fronts import load_results
 from qapbo.compare.figures import panel_grid
+from qapbo.compare.results import load_results
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 CLASSES = [str(k) for k in range(10)]

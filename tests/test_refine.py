@@ -14,9 +14,11 @@ import pytest
 from optuna.trial import TrialState
 
 from qapbo.cli import main as qapbo_main
-from qapbo.study.refine import ATTR_MEMBERS, ATTR_REFINE_OF, run_refine, spread
+from qapbo.errors import StudyFileError
+from qapbo.records import ATTR_REFINE_OF
+from qapbo.study.file import load_study_file, parse_study
+from qapbo.study.refine import ATTR_MEMBERS, run_refine, spread
 from qapbo.study.search import run_search
-from qapbo.study.file import StudyFileError, load_study_file, parse_study
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 
@@ -192,7 +194,7 @@ def test_run_goes_search_refine_compare(tmp_path):
                        "--progress", "none"]) == 0
     names = optuna.study.get_all_study_names(url)
     assert sorted(names) == ["rf-refine", "rf-search"]
-    from qapbo.compare.fronts import load_results
+    from qapbo.compare.results import load_results
 
     kinds = {r.name: r.kind for r in load_results(url)}
     assert kinds == {"rf-search": "search", "rf-refine": "refine"}

@@ -12,8 +12,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import optuna
-from conftest import count_trials
 import pytest
+from conftest import count_trials
 from optuna.trial import TrialState
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"

@@ -7,14 +7,15 @@ import sys
 import time
 
 import optuna
-from conftest import count_trials
 import pytest
+from conftest import count_trials
 from optuna.trial import TrialState
 
 from qapbo.cost.bops import model_bops
+from qapbo.errors import StudyFileError
+from qapbo.study.file import load_study_file, parse_study
 from qapbo.study.search import pruning_schedule, run_search
 from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint
-from qapbo.study.file import StudyFileError, load_study_file, parse_study
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 

@@ -6,8 +6,8 @@ import pytest
 
 from qapbo.data.split import load_data
 from qapbo.errors import DataError
-from qapbo.study.search import run_search
 from qapbo.study.file import load_study_file, parse_study
+from qapbo.study.search import run_search
 
 STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.toml"))
 
@@ -62,7 +62,7 @@ def test_grid_sampler_runs_every_combination_once(tmp_path):
 
 
 def test_grid_needs_choices():
-    from qapbo.study.file import StudyFileError
+    from qapbo.errors import StudyFileError
 
     with pytest.raises(StudyFileError, match="grid' needs choices, not a range, for width_1"):
         parse_study("name = 'g'\n[search]\nsampler = 'grid'\n[search.space]\nn_layers = 1\n"

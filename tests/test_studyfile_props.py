@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qapbo.errors import QapboError
-from qapbo.compare.fronts import DEFAULT_MIN_AUC
-from qapbo.study.file import SECTIONS, StudyFileError, load_study_file, parse_study
+from qapbo.errors import QapboError, StudyFileError
+from qapbo.records import DEFAULT_MIN_AUC
+from qapbo.study.file import SECTIONS, load_study_file, parse_study
 
 QAP = '\nname = "m"\n[qap]\nhidden = [8]\nprecisions = [6]\nmodes = ["ft"]\nschedule = [0.0, 0.5]\n'
 SEARCH = '\n[search]\nn_trials = 2\n[search.space]\nbits = { choices = [4, 6] }\n'
@@ -37,7 +37,8 @@ def test_bad_min_auc_is_one_clear_error(extra, match):
 
 
 def test_qap_levels_below_min_auc_are_stored_infeasible(tmp_path):
-    from qapbo.compare.fronts import compare, load_results
+    from qapbo.compare.report import compare
+    from qapbo.compare.results import load_results
     from qapbo.study.qap import run_qap
 
     path = tmp_path / "m.toml"

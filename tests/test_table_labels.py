@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qapbo.data.split import DataConfig, load_data, read_table
+from qapbo.data.config import DataConfig
+from qapbo.data.sources import read_table
+from qapbo.data.split import load_data
 from qapbo.errors import DataError
 
 

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from qapbo.errors import SpecError, TrainingError
+from qapbo.nn.models import build_model
+from qapbo.nn.spec import ModelSpec
+from qapbo.train.config import TrainConfig
+from qapbo.train.loop import train, validation_loss
 from qapbo.train.measure import train_and_measure
-from qapbo.nn.models import ModelSpec, build_model
-from qapbo.train.loop import TrainConfig, train, validation_loss
 
 FAST = dict(epochs=6, lr=3e-3, batch_size=128, patience=3)
 

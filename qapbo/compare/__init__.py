@@ -1,1 +1,28 @@
-"""TODO"""
+"""Comparing stored studies (reads storage only, never trains): results, fronts, equal compute, report tables and figures.
+
+Public names load their module on first use, so importing the package is free.
+"""
+
+from qapbo._lazy import lazy_names
+
+_NAMES = {
+    "StudyResult": "qapbo.compare.results",
+    "load_results": "qapbo.compare.results",
+    "pareto_front": "qapbo.compare.fronts",
+    "hypervolume": "qapbo.compare.fronts",
+    "coverage": "qapbo.compare.fronts",
+    "min_cost_at_auc": "qapbo.compare.fronts",
+    "best_auc_within": "qapbo.compare.fronts",
+    "reference_point": "qapbo.compare.fronts",
+    "equal_compute": "qapbo.compare.compute",
+    "hypervolume_history": "qapbo.compare.compute",
+    "hypervolume_at": "qapbo.compare.compute",
+    "Comparison": "qapbo.compare.report",
+    "compare": "qapbo.compare.report",
+    "compare_stored": "qapbo.compare.report",
+    "cost_agreement": "qapbo.compare.report",
+    "plot_all": "qapbo.compare.figures",
+    "plot": "qapbo.compare.figures",
+}
+__all__ = [*_NAMES]
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from qapbo.compare.compute import hypervolume_history
+from qapbo.compare.fronts import pareto_front, values
+from qapbo.compare.report import Comparison
+from qapbo.compare.results import StudyResult
 from qapbo.errors import QapboError
-from qapbo.compare.fronts import Comparison, StudyResult, hypervolume_history, is_feasible, pareto_front, values
+from qapbo.records import is_feasible
 
 if TYPE_CHECKING:
     from qapbo.data.split import JetData

@@ -16,10 +16,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from qapbo.cost.definitions import BOPS_DEFINITION
 from qapbo.nn.models import JetTagger
-
-#: Name and version of the BOPs definition implemented here.
-BOPS_DEFINITION = "hawks2021-v1"
 
 
 def linear_bops(n_in: int, n_out: int, w_bits: int, a_bits: int, density: float = 1.0) -> float:
@@ -27,6 +25,7 @@ def linear_bops(n_in: int, n_out: int, w_bits: int, a_bits: int, density: float 
     if not 0.0 <= density <= 1.0:
         raise ValueError(f"density must be within [0, 1], got {density}")
     return n_out * n_in * (density * a_bits * w_bits + a_bits + w_bits + math.log2(n_in))
+
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,7 @@ class LayerBops:
         return self.nonzero / self.params
 
 
+
 @dataclass(frozen=True)
 class BopsReport:
     total: float
@@ -54,6 +54,7 @@ class BopsReport:
     def to_dict(self) -> dict:
         return {"total": self.total, "definition": self.definition,
                 "layers": [asdict(layer) | {"density": layer.density} for layer in self.layers]}
+
 
 
 @torch.no_grad()

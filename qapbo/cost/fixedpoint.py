@@ -39,16 +39,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from qapbo.errors import QapboError
-from qapbo.nn.models import FLOAT_BITS, JetTagger, act_scale_param, weight_mask, weight_param
+from qapbo.errors import FixedPointError
+from qapbo.nn.models import JetTagger, act_scale_param, weight_mask, weight_param
+from qapbo.nn.spec import FLOAT_BITS
 
 DEFINITION = "qapbo-fixedpoint-v1"
 LOGIT_TOLERANCE = 1e-3  # the largest |logit difference| called exact; a flipped hidden code moves logits by ~0.1
 PRECISION_RANGE = range(8, 33)  # relative precisions tried by least_exact_precision
-
-
-class FixedPointError(QapboError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -36,36 +36,25 @@ from typing import Any
 
 import numpy as np
 
-from qapbo.cost.bops import BOPS_DEFINITION, model_bops
-from qapbo.errors import QapboError
-from qapbo.cost.fixedpoint import Fixed, FixedPointError, FixedPointView, LayerView, Requantizer, fixed_point_view
-from qapbo.nn.models import FLOAT_BITS, JetTagger
-
-#: Every cost qapbo can measure and use as an objective, with its definition's name and version.
-DEFINITIONS: dict[str, str] = {
-    "bops": BOPS_DEFINITION,
-    "ebops": "hgq2-ebops-v1",
-    "luts": "da4ml-0.6-adders-v1",
-    "latency": "da4ml-0.6-depth-v1",
-}
-COSTS = tuple(DEFINITIONS)
-#: Costs that need the optional extra ``qapbo[hw]`` (da4ml).
-HW_COSTS = ("luts", "latency")
-LABELS = {"bops": "BOPs", "ebops": "EBOPs", "luts": "LUTs (da4ml)", "latency": "latency (adder levels)"}
-HW_EXTRA = "pip install 'qapbo[hw]'"
+from qapbo.cost.bops import model_bops
+from qapbo.cost.definitions import DEFINITIONS, HW_COSTS, HW_EXTRA
+from qapbo.cost.fixedpoint import Fixed, FixedPointView, LayerView, Requantizer, fixed_point_view
+from qapbo.errors import CostError, FixedPointError
+from qapbo.nn.models import JetTagger
+from qapbo.nn.spec import FLOAT_BITS
 
 #: hls4ml's default fixed-point type: the float input's format and a float layer's weights and activations.
 INPUT_FORMAT = Fixed(6, 10)
+
 FLOAT_FORMAT = Fixed(6, 10)
+
 #: da4ml's solver options: one decomposition depth instead of a search over all (5x faster on
 #: 16-64-32-32-5, within ~2 % of the searched cost), so a trial's cost adds seconds at most.
 SOLVER_OPTIONS = {"search_all_decompose_dc": False}
+
 #: Relative precision (significant bits) of the folded float constants in the cost's fixed-point view.
 PRECISION = 12
 
-
-class CostError(QapboError):
-    """A cost cannot be measured as asked (e.g. its extra is missing)."""
 
 
 def hw_available() -> bool:
@@ -76,11 +65,13 @@ def hw_available() -> bool:
     return True
 
 
+
 def require_hw(costs: Any, where: str = "") -> None:
     """Refuse, with the install line, costs that need da4ml when it is missing."""
     need = [c for c in costs if c in HW_COSTS]
     if need and not hw_available():
         raise CostError(f"{where}{' and '.join(need)} need da4ml, which is not installed: {HW_EXTRA}")
+
 
 
 @dataclass(frozen=True)
@@ -96,6 +87,7 @@ class CostConfig:
                 "constants_precision": self.precision, "da4ml_solver": dict(SOLVER_OPTIONS)}
 
 
+
 def cost_view(model: JetTagger, config: CostConfig = CostConfig()) -> FixedPointView:
     """The fixed-point view every cost reads (the input range is unused: the input format is given)."""
     top = config.input_format.bounds[1]
@@ -103,7 +95,6 @@ def cost_view(model: JetTagger, config: CostConfig = CostConfig()) -> FixedPoint
                             float_format=config.float_format)
 
 
-# ---------------------------------------------------------------------------------------- EBOPs
 
 def weight_bits(w_int: np.ndarray) -> np.ndarray:
     """Bits each integer weight needs: its magnitude's bits plus a sign bit; 0 for a pruned weight."""
@@ -112,12 +103,14 @@ def weight_bits(w_int: np.ndarray) -> np.ndarray:
     return np.where(a > 0, mag + 1, 0).astype(np.int64)
 
 
+
 def linear_ebops(w_int: np.ndarray, input_bits: np.ndarray | int, bias_bits: np.ndarray | int = 0) -> int:
     """EBOPs of one linear layer, weights ``(outputs, inputs)``: sum_ij in_bits_j * bits(w_ij) + sum_i bias_bits_i."""
     w = np.asarray(w_int)
     in_bits = np.broadcast_to(np.asarray(input_bits, np.int64), (w.shape[1],))
     b_bits = np.broadcast_to(np.asarray(bias_bits, np.int64), (w.shape[0],))
     return int((weight_bits(w) @ in_bits).sum() + b_bits.sum())
+
 
 
 def view_ebops(view: FixedPointView) -> tuple[int, list[int]]:
@@ -139,12 +132,12 @@ def view_ebops(view: FixedPointView) -> tuple[int, list[int]]:
     return sum(per), per
 
 
-# ------------------------------------------------------------------------------- da4ml tracing
 
 def _kif(f: Fixed) -> tuple[int, int, int]:
     """da4ml's (sign, integer bits without sign, fraction bits) of a format."""
     k = 1 if f.signed else 0
     return k, f.integer - k, f.fraction
+
 
 
 def _requantize_trace(x: Any, q: Requantizer) -> Any:
@@ -159,6 +152,7 @@ def _requantize_trace(x: Any, q: Requantizer) -> Any:
     return v
 
 
+
 def _affine_trace(acc: Any, layer: LayerView) -> Any:
     scale = layer.scale_format.round(layer.scale)
     bias = layer.bias_format.round(layer.bias)
@@ -168,6 +162,7 @@ def _affine_trace(acc: Any, layer: LayerView) -> Any:
     # truncate to the result's fraction bits; its range holds every value by construction, so the
     # integer part is left as traced (da4ml 0.6.0's interpreter mis-wraps wide values otherwise)
     return y.quantize(f=layer.result_format.fraction, round_mode="TRN")
+
 
 
 def trace(view: FixedPointView) -> Any:
@@ -186,13 +181,13 @@ def trace(view: FixedPointView) -> Any:
     return comb_trace(inp, x)
 
 
+
 def run_logic(comb: Any, view: FixedPointView, x: np.ndarray) -> np.ndarray:
     """Logits the traced logic computes for float rows ``x`` (converted to the input format first)."""
     h = view.input_format.round_even_saturate(np.asarray(x, np.float64))
     return np.array([np.asarray(comb(row), np.float64) for row in h])
 
 
-# ------------------------------------------------------------------------------ all the costs
 
 def measure_costs(model: JetTagger, config: CostConfig = CostConfig(), hw: bool | None = None) -> dict[str, Any]:
     """Every cost of ``model`` as flat record entries: ``<cost>``, ``<cost>_definition``, details.
@@ -227,7 +222,9 @@ def measure_costs(model: JetTagger, config: CostConfig = CostConfig(), hw: bool 
     return rec
 
 
+
 _noticed = [False]
+
 
 
 def notice_once() -> None:

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from qapbo.data.config import CLASSES, FEATURES
 from qapbo.errors import DataError
 
 #: Set format; bump when a feature definition or the chunk layout changes (part of the cache key).
@@ -45,15 +46,9 @@ GENERATOR_VERSION = "pythia-jets-v1"
 PHYSICS_EXTRA = "pip install 'qapbo[physics]'"
 NOTE = "Pythia 8 + FastJet particle-level jets, NO detector simulation (not the hls4ml release)"
 
-FEATURES: tuple[str, ...] = (
-    "zlogz", "c1_b0_mmdt", "c1_b1_mmdt", "c1_b2_mmdt", "c2_b1_mmdt", "c2_b2_mmdt",
-    "d2_b1_mmdt", "d2_b2_mmdt", "d2_a1_b1_mmdt", "d2_a1_b2_mmdt", "m2_b1_mmdt",
-    "m2_b2_mmdt", "n2_b1_mmdt", "n2_b2_mmdt", "mass_mmdt", "multiplicity",
-)
 #: Stored beside the features for checks and plots; not used for training.
 EXTRA_COLUMNS: tuple[str, ...] = ("jet_pt", "jet_eta", "jet_mass", "n_groomed", "filled")
 COLUMNS: tuple[str, ...] = FEATURES + EXTRA_COLUMNS
-CLASSES: tuple[str, ...] = ("g", "q", "w", "z", "t")
 #: Ratio features undefined for a groomed jet of one constituent (e2 = 0, so 0/0).
 RATIO_FEATURES: tuple[str, ...] = FEATURES[4:14]
 #: Their documented fill value: 0, the value the ratios take for any jet without 2- or 3-prong
@@ -70,7 +65,6 @@ PROCESSES: dict[str, tuple[tuple[str, ...], int, tuple[int, ...]]] = {
            "23:onIfAny = 1 2 3 4 5"), -22, (23,)),
     "t": (("Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "24:onMode = off", "24:onIfAny = 1 2 3 4 5"), -22, (6,)),
 }
-_NEUTRINOS = (12, 14, 16)
 
 
 @dataclass(frozen=True)
@@ -128,7 +122,7 @@ def chunk_seed(seed: int, cls: str, chunk: int) -> int:
     return 1 + int(state % np.uint64(899_999_999))
 
 
-def versions() -> dict[str, str]:
+def generator_versions() -> dict[str, str]:
     """The versions that go into the cache key; raises DataError naming the extra if one is missing."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -354,7 +348,7 @@ class Progress:
 
 def set_dir(settings: GenSettings, root: str | Path | None = None) -> Path:
     """Where the default cache keeps the set of these settings and the installed versions."""
-    return Path(root or default_cache_root()) / "pythia-jets" / cache_key(settings, versions())
+    return Path(root or default_cache_root()) / "pythia-jets" / cache_key(settings, generator_versions())
 
 
 def generate_set(
@@ -372,7 +366,7 @@ def generate_set(
     settings.validate()
     if n_rows < len(settings.classes):
         raise DataError(f"rows is {n_rows}: ask for at least one jet per class ({len(settings.classes)})")
-    vers = versions()
+    vers = generator_versions()
     out = Path(out)
     with _locked(out):
         manifest = _open_manifest(out, settings, vers)

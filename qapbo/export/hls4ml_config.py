@@ -20,14 +20,15 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+from qapbo.errors import Hls4mlError
 
-from qapbo.errors import QapboError
-from qapbo.cost.fixedpoint import FixedPointView
-from qapbo.nn.models import JetTagger
+if TYPE_CHECKING:  # numpy and torch load with the check, not with the strategies the CLI offers
+    import numpy as np
+
+    from qapbo.cost.fixedpoint import FixedPointView
+    from qapbo.nn.models import JetTagger
 
 HLS4ML_VERSION = "1.3.0"  # the version whose layer names and folding this module follows
 INSTALL = "pip install 'qapbo[hls4ml]'"
@@ -38,10 +39,6 @@ STRATEGIES = {"da": "distributed_arithmetic", "latency": "Latency"}
 DEFAULT_STRATEGY = "da"
 DEFAULT_MODEL_CONFIG = {"Precision": {"default": "fixed<16,6>"}, "ReuseFactor": 1,
                         "Strategy": STRATEGIES[DEFAULT_STRATEGY], "BramFactor": 1000000000, "TraceOutput": False}
-
-
-class Hls4mlError(QapboError):
-    pass
 
 
 def hls_config(view: FixedPointView, graph: Any, strategy: str = DEFAULT_STRATEGY) -> dict[str, Any]:
@@ -159,6 +156,8 @@ def hls4ml_predict(graph_path: str | Path, config: dict[str, Any] | None, x: np.
 
     hls4ml's converter fills in the configuration it is given, so it gets a copy: the caller's
     dictionary (and whatever is written from it) stays what the user will load."""
+    import numpy as np
+
     require_hls4ml()
     import contextlib
     import io
@@ -182,6 +181,9 @@ def hls4ml_predict(graph_path: str | Path, config: dict[str, Any] | None, x: np.
 def check_hls4ml(graph_path: str | Path, config: dict[str, Any] | None, model: JetTagger, x: np.ndarray,
                  tolerance: float) -> Hls4mlCheck:
     """hls4ml's compiled emulation of the graph against the stored model, on rows ``x``."""
+    import numpy as np
+    import torch
+
     got, hm = hls4ml_predict(graph_path, config, x)
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(np.asarray(x, np.float32))).double().numpy()

@@ -25,21 +25,23 @@ import numpy as np
 import optuna
 import torch
 
+from qapbo.cost.fixedpoint import LOGIT_TOLERANCE, FixedPointView, agreement, fixed_point_view, least_exact_precision
 from qapbo.data.split import JetData, load_data
-from qapbo.errors import QapboError
-from qapbo.cost.fixedpoint import LOGIT_TOLERANCE, FixedPointError, FixedPointView, agreement, fixed_point_view, \
-    least_exact_precision
-from qapbo.export.hls4ml_config import DEFAULT_STRATEGY, STRATEGIES, Hls4mlCheck, check_hls4ml, hls_config, prepare_graph, \
-    require_hls4ml
+from qapbo.errors import ExportError, FixedPointError
+from qapbo.export.hls4ml_config import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    Hls4mlCheck,
+    check_hls4ml,
+    hls_config,
+    prepare_graph,
+    require_hls4ml,
+)
 from qapbo.nn.models import JetTagger
-from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint, open_storage, redact, storage_url
 from qapbo.study.file import StudyFile
+from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint, open_storage, redact, storage_url
 
 MAX_ABS_DIFF = 1e-4  # logits; float32 Gemm in another order differs by ~1e-7, a wrong scale by >1e-2
-
-
-class ExportError(QapboError):
-    pass
 
 
 @dataclass
@@ -260,7 +262,8 @@ def _data_of(study: StudyFile, trial: optuna.trial.FrozenTrial) -> JetData:
 
 def _costs(trial: optuna.trial.FrozenTrial, model: JetTagger) -> dict[str, Any]:
     """EBOPs and da4ml's LUTs and latency beside BOPs: as recorded, else measured now (qapbo.cost.measure)."""
-    from qapbo.cost.measure import COSTS, measure_costs
+    from qapbo.cost.definitions import COSTS
+    from qapbo.cost.measure import measure_costs
 
     a = trial.user_attrs
     if any(a.get(c) is None for c in COSTS):

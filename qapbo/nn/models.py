@@ -19,129 +19,21 @@ and the tests check both give bit-identical outputs and gradients.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from brevitas.function.ops_ste import round_ste
 from torch import nn
 from torch.nn.utils import parametrize
-from brevitas.function.ops_ste import round_ste
 
-from qapbo.errors import SpecError
 from qapbo.nn.quant import QuantReLUFn, QuantWeightFn
+from qapbo.nn.spec import FLOAT_BITS, ModelSpec
 
-FLOAT_BITS = 32
-MIN_BITS, MAX_BITS = 2, 16
-BN_MODES = ("none", "affine", "no-affine", "no-stats")
 ACT_MAX_INIT = 6.0  # PROTOCOL: learned activation scale initialised at 6
+
 INPUT_MAX_INIT = 4.0  # standardized inputs: +-4 sigma covers nearly every jet
 
-
-def _bits_tuple(value: int | Sequence[int] | None, n: int, what: str, default: Sequence[int]) -> tuple[int, ...]:
-    if value is None:
-        return tuple(default)
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        out = (value,) * n
-    else:
-        out = tuple(value)
-        if len(out) == 1:
-            out = out * n
-    if len(out) != n:
-        raise SpecError(f"{what}: got {len(out)} values for {n} layers; give one value or one per layer")
-    for i, b in enumerate(out):
-        if isinstance(b, bool) or not isinstance(b, int) or not (b == FLOAT_BITS or MIN_BITS <= b <= MAX_BITS):
-            raise SpecError(
-                f"{what}: bit width {b!r} for layer {i + 1} is out of range; use an integer from "
-                f"{MIN_BITS} to {MAX_BITS}, or {FLOAT_BITS} for float"
-            )
-    return out
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild a network: sizes, per-layer precision, BN mode.
-
-    ``weight_bits`` has one entry per linear layer (hidden layers then output), ``act_bits`` one
-    per hidden activation (default: the weight bits of the layer feeding it, as in PROTOCOL);
-    a single int means "all layers". 32 is float. ``input_bits`` < 32 quantizes the input.
-
-    ``n_inputs`` and ``n_classes`` come from the data (:meth:`for_data`, or filled in by
-    :func:`qapbo.train_and_measure`); a spec without them cannot be built, so a network for other
-    data never silently gets the jets' 16 inputs and 5 classes.
-    """
-
-    n_inputs: int | None = None
-    hidden: tuple[int, ...] = (64, 32, 32)
-    n_classes: int | None = None
-    weight_bits: int | tuple[int, ...] = FLOAT_BITS
-    act_bits: int | tuple[int, ...] | None = None
-    input_bits: int = FLOAT_BITS
-    bn: str = "affine"
-
-    def __post_init__(self) -> None:
-        hidden = tuple(self.hidden)
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-            raise SpecError(f"hidden widths {list(hidden)} must be positive integers")
-        for name, low in (("n_inputs", 1), ("n_classes", 2)):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-                raise SpecError(f"need at least 1 input and 2 classes, got {self.n_inputs} and {self.n_classes}")
-        if self.bn not in BN_MODES:
-            raise SpecError(f"unknown BN mode {self.bn!r}: use one of {', '.join(BN_MODES)}")
-        wb = _bits_tuple(self.weight_bits, len(hidden) + 1, "weight bits", ())
-        ab = _bits_tuple(self.act_bits, len(hidden), "activation bits", wb[: len(hidden)])
-        (ib,) = _bits_tuple(self.input_bits, 1, "input bits", ())
-        object.__setattr__(self, "hidden", hidden)
-        object.__setattr__(self, "weight_bits", wb)
-        object.__setattr__(self, "act_bits", ab)
-        object.__setattr__(self, "input_bits", ib)
-
-    @classmethod
-    def for_data(cls, data: Any, **kwargs: Any) -> "ModelSpec":
-        """A spec with the input and class counts of ``data`` (a :class:`qapbo.JetData`)."""
-        return cls(n_inputs=data.n_features, n_classes=data.n_classes, **kwargs)
-
-    def sized_for(self, n_inputs: int, n_classes: int) -> "ModelSpec":
-        """This spec for data of ``n_inputs`` features and ``n_classes`` classes; refuses a mismatch."""
-        have = (self.n_inputs or n_inputs, self.n_classes or n_classes)
-        if have != (n_inputs, n_classes):
-            raise SpecError(f"the model has {self.n_inputs} inputs and {self.n_classes} classes but the data has "
-                            f"{n_inputs} features and {n_classes} classes; build the spec with "
-                            "ModelSpec.for_data(data, ...) or leave n_inputs and n_classes unset")
-        return replace(self, n_inputs=n_inputs, n_classes=n_classes)
-
-    def check_sized(self) -> None:
-        if self.n_inputs is None or self.n_classes is None:
-            raise SpecError("the model spec has no input or class count; build it with ModelSpec.for_data(data, ...) "
-                            "or give n_inputs and n_classes: qapbo does not guess the data's shape")
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        self.check_sized()
-        return (self.n_inputs, *self.hidden, self.n_classes)
-
-    def describe(self) -> str:
-        """Short human name, e.g. ``16-64-32-32-5 w6 a6 bn=affine``."""
-        wb = set(self.weight_bits)
-        ab = set(self.act_bits)
-        w = f"w{self.weight_bits[0]}" if len(wb) == 1 else "w" + "/".join(map(str, self.weight_bits))
-        a = (f"a{self.act_bits[0]}" if len(ab) == 1 else "a" + "/".join(map(str, self.act_bits))) if ab else ""
-        i = f" in{self.input_bits}" if self.input_bits != FLOAT_BITS else ""
-        sizes = (self.n_inputs or "?", *self.hidden, self.n_classes or "?")
-        return f"{'-'.join(map(str, sizes))} {w} {a}{i} bn={self.bn}".replace("  ", " ")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
-        d = dict(d)
-        for k in ("hidden", "weight_bits", "act_bits"):
-            if isinstance(d.get(k), list):
-                d[k] = tuple(d[k])
-        return cls(**d)
 
 
 @dataclass
@@ -158,9 +50,11 @@ class _QuantConsts:
         return float(self.max_int)
 
 
+
 def _tensor_quant(proxy: nn.Module) -> nn.Module:
     tq = proxy.tensor_quant
     return getattr(tq, "tensor_quant", tq)  # unwrap a fused activation proxy level
+
 
 
 def _consts(tq: nn.Module) -> _QuantConsts:
@@ -170,6 +64,7 @@ def _consts(tq: nn.Module) -> _QuantConsts:
         min_int=tq.int_quant.min_int(bw).detach().clone(),
         max_int=tq.int_quant.max_int(bw).detach().clone(),
     )
+
 
 
 class JetTagger(nn.Module):
@@ -340,6 +235,7 @@ class JetTagger(nn.Module):
         return sum(weight_param(lin).abs().sum() for lin in self.linears)
 
 
+
 class WeightMask(nn.Module):
     """Parametrization ``weight = original * mask``; the mask is a buffer saved with the model."""
 
@@ -351,18 +247,22 @@ class WeightMask(nn.Module):
         return w * self.mask
 
 
+
 def weight_param(lin: nn.Module) -> nn.Parameter:
     return lin.parametrizations.weight.original
+
 
 
 def weight_mask(lin: nn.Module) -> torch.Tensor:
     return lin.parametrizations.weight[0].mask
 
 
+
 def _bit_width(module: nn.Module | None, attr: str) -> int:
     if module is None or not hasattr(module, attr):
         return FLOAT_BITS
     return int(getattr(module, attr).bit_width().item())
+
 
 
 def _batch_norm(n: int, mode: str) -> nn.Module:
@@ -375,6 +275,7 @@ def _batch_norm(n: int, mode: str) -> nn.Module:
     return nn.BatchNorm1d(n, track_running_stats=False)
 
 
+
 def act_scale_param(module: nn.Module) -> nn.Parameter:
     """The learned scale of a Brevitas activation quantizer.
 
@@ -384,10 +285,12 @@ def act_scale_param(module: nn.Module) -> nn.Parameter:
     return module.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value
 
 
+
 def _fake_quant_input(x: torch.Tensor, scale_param: torch.Tensor, c: _QuantConsts) -> torch.Tensor:
     # Signed input quantizer: both clamps can act; plain op chain (it runs once a step).
     scale = torch.abs(scale_param) / c.threshold
     return torch.clamp(round_ste(x / scale), c.min_int, c.max_int) * scale
+
 
 
 def build_model(spec: ModelSpec, seed: int | None = None) -> JetTagger:
@@ -397,7 +300,3 @@ def build_model(spec: ModelSpec, seed: int | None = None) -> JetTagger:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return JetTagger(spec)
-
-
-def count_parameters(model: JetTagger) -> int:
-    return sum(p.numel() for p in model.parameters())

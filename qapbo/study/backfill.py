@@ -13,10 +13,11 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from qapbo.cost.measure import COSTS, HW_COSTS, hw_available, measure_costs, require_hw
-from qapbo.compare.fronts import ATTR_LATE_COSTS, _with_late_costs
-from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint, open_storage, storage_url
+from qapbo.cost.definitions import COSTS, HW_COSTS
+from qapbo.cost.measure import measure_costs, require_hw
+from qapbo.records import ATTR_LATE_COSTS, with_late_costs
 from qapbo.study.file import StudyFile
+from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint, open_storage, storage_url
 
 
 def backfill_costs(study: StudyFile, storage: str | None = None,
@@ -27,7 +28,7 @@ def backfill_costs(study: StudyFile, storage: str | None = None,
     url = storage_url(study, storage)
     rdb = open_storage(url)
     store = artifact_store(artifact_dir(study, url), create=False)
-    wanted = COSTS if hw_available() else tuple(c for c in COSTS if c not in HW_COSTS)
+    wanted = COSTS  # require_hw has made sure every cost can be measured
     done: dict[str, int] = {}
     for name in optuna.study.get_all_study_names(rdb):
         if name != study.name and not name.startswith(f"{study.name}-"):
@@ -35,7 +36,7 @@ def backfill_costs(study: StudyFile, storage: str | None = None,
         s = optuna.load_study(study_name=name, storage=rdb)
         n = 0
         for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            have = _with_late_costs(t, s.user_attrs).user_attrs
+            have = with_late_costs(t, s.user_attrs).user_attrs
             if all(have.get(c) is not None for c in wanted) or "checkpoint" not in have:
                 continue
             model, _ = load_checkpoint(store, have["checkpoint"])

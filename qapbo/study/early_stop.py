@@ -36,7 +36,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from qapbo.cost.bops import linear_bops
-from qapbo.nn.models import ModelSpec
+from qapbo.nn.spec import ModelSpec
+from qapbo.study.space import SearchSettings
 
 #: The margin's floor: a few thousandths of AUC are validation noise on a few thousand jets.
 MARGIN_FLOOR = 0.01
@@ -44,8 +45,8 @@ MARGIN_FLOOR = 0.01
 INFLATION = 4.0
 #: Seconds between two reads of the storage inside one trial (an epoch takes ~0.05-0.1 s).
 REFRESH_SECONDS = 2.0
-DEFAULT_WARMUP = 5
-DEFAULT_STARTUP_TRIALS = 4
+DEFAULT_WARMUP = SearchSettings.early_stop_warmup  # the [search] keys' defaults, written once there
+DEFAULT_STARTUP_TRIALS = SearchSettings.early_stop_startup_trials
 
 
 def nominal_bops(spec: ModelSpec, sparsity: float) -> float:

@@ -12,24 +12,21 @@ import hashlib
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from qapbo.data.split import DataConfig
-from qapbo.errors import QapboError
-from qapbo.nn.models import BN_MODES, ModelSpec
-from qapbo.compare.fronts import DEFAULT_MIN_AUC
-from qapbo.train.loop import TrainConfig
+from qapbo.data.config import DataConfig
+from qapbo.errors import QapboError, StudyFileError
+from qapbo.nn.spec import BN_MODES, ModelSpec
+from qapbo.records import DEFAULT_MIN_AUC
+from qapbo.study.space import SearchSettings, parse_search
+from qapbo.train.config import TrainConfig
 
 #: PROTOCOL's cumulative pruned fractions: 0, 10, ..., 90, 96.66, 98.88 %.
 PROTOCOL_SCHEDULE: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9666, 0.9888)
 PROTOCOL_PRECISIONS: tuple[int, ...] = (32, 12, 8, 6, 4)
 QAP_MODES = ("ft", "lt")
-
-
-class StudyFileError(QapboError):
-    """The study file is malformed or inconsistent."""
 
 
 # key: (python types accepted, default). A default of REQUIRED means the key must be given.
@@ -40,15 +37,15 @@ _DATA = {"source": (str, "synthetic-jets"), "path": (str, None), "test_path": (s
          "data_home": (str, None), "label_column": (str, "class"), "n_rows": (int, 100_000),
          "max_rows": (int, None), "val_fraction": (float, 0.2), "test_fraction": (float, 0.2),
          "folds": (int, 1), "randomize_labels": (object, 0.0)}
-_TRAIN = {"epochs": (int, 250), "lr": (float, 1e-4), "batch_size": (int, 1024), "l1": (float, 1e-4),
-          "patience": (int, 10), "threads": (int, 1)}
+_TRAIN = {k: (type(v), v) for k, v in asdict(TrainConfig()).items() if k != "seed"}  # the library's defaults
 _QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (int, 32),
         "precisions": (list, list(PROTOCOL_PRECISIONS)), "modes": (list, list(QAP_MODES)),
         "schedule": (list, list(PROTOCOL_SCHEDULE)), "seeds": (list, None)}
 _SEARCH = {"sampler": (str, "tpe"), "n_trials": (int, None), "timeout": (float, None), "preset": (str, None),
            "precisions": (list, None), "space": (dict, None), "heartbeat_interval": (int, 10),
-           "grace_period": (int, 30), "max_retry": (int, 2), "early_stop": (bool, True),
-           "early_stop_warmup": (int, 5), "early_stop_startup_trials": (int, 4)}
+           "grace_period": (int, 30), "max_retry": (int, 2),
+           **{k: (type(getattr(SearchSettings, k)), getattr(SearchSettings, k))  # early stopping's own defaults
+              for k in ("early_stop", "early_stop_warmup", "early_stop_startup_trials")}}
 _COST_KEYS = ("bops", "ebops", "luts", "latency")  # qapbo.cost.measure.COSTS
 _OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, None), "luts": (str, None),
                "latency": (str, None), "constraints": (list, []),
@@ -99,7 +96,7 @@ class StudyFile:
     data: DataConfig
     train: TrainConfig
     qap: QapSettings | None
-    search: Any = None  # qapbo.study.space.SearchSettings when the file has a [search] section
+    search: SearchSettings | None = None  # when the file has a [search] section
     refine: RefineSettings | None = None
     path: str = "<memory>"
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -247,8 +244,6 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
         canonical["qap"]["min_auc"] = min_auc  # QAP levels below it are stored infeasible
     search = None
     if "search" in canonical:
-        from qapbo.study.space import parse_search  # the search space is its own concept (qapbo.study.space)
-
         if data.folds > 1 or len(share_list) > 1:
             raise StudyFileError(f"{where}: a [search] runs on one data split; set folds = 1 and a single "
                                  "randomize_labels value (cross-validation and label sweeps are for [qap])")

@@ -9,19 +9,19 @@ other, so :func:`qapbo.study.workers.run_qap_workers` trains several at once in 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Callable, Iterable
 
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from qapbo.data.split import JetData, load_data
+from qapbo.errors import StudyFileError
 from qapbo.nn.models import build_model
-from qapbo.compare.fronts import MIN_AUC_CONSTRAINT, min_auc_violation
-from qapbo.progress import LevelBars, resolve
-from qapbo.train.prune import collapsed_note, initial_state_of, iterative_pruning
+from qapbo.progress import LevelBars
+from qapbo.records import DIRECTIONS
+from qapbo.study.chain import LevelStore, check_contiguous, reporter
+from qapbo.study.file import StudyFile
 from qapbo.study.storage import (
     artifact_dir,
     artifact_store,
@@ -32,9 +32,7 @@ from qapbo.study.storage import (
     save_checkpoint,
     storage_url,
 )
-from qapbo.study.file import StudyFile, StudyFileError
-
-DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs
+from qapbo.train.prune import initial_state_of, iterative_pruning
 
 
 def qap_study_name(study: StudyFile) -> str:
@@ -67,6 +65,11 @@ class PreparedQap:
     def remaining(self, chain: dict) -> int:
         return sum(_key({**chain, "level": lvl}) not in self.done for lvl in range(self.n_levels))
 
+    def todo(self) -> list[int]:
+        """Chains with levels left, longest first: LT retrains every level from the initial weights."""
+        return sorted((i for i, c in enumerate(self.chains) if self.remaining(c)),
+                      key=lambda i: (self.chains[i]["mode"] != "lt", -self.remaining(self.chains[i]), i))
+
 
 def prepare_qap(study: StudyFile, storage: str | None = None) -> PreparedQap:
     """Load every data variant (bad data fails before the storage is touched), then open the study."""
@@ -96,10 +99,7 @@ def run_qap(
     order as they come: parallel workers pass the contents of a shared queue, so no two of them
     ever train the same chain.
     """
-    mode = resolve(progress)
-    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if mode == "none":
-        say = lambda msg: None  # noqa: E731
+    mode, say = reporter(progress, log)
     prep = prepare_qap(study, storage)
     q = study.qap
     store = artifact_store(artifact_dir(study, prep.url))
@@ -116,11 +116,12 @@ def run_qap(
         f"(study {prep.study.study_name}); data: {first.label}")
 
     bars = LevelBars(prep.total, len(prep.done), study.train.epochs, enabled=mode == "bars")
+    levels = LevelStore(prep.study, dists, "qap", ("bops",), study.min_auc, bars, say)
     try:
         for i in range(len(prep.chains)) if chains is None else chains:
             chain = prep.chains[i]
             data = prep.data[(chain["fold"], chain["randomized"])]
-            _run_chain(prep.study, store, data, study, chain, prep.done, dists, bars, say)
+            _run_chain(store, data, study, chain, prep.done, levels)
     finally:
         bars.close()
     return prep.study
@@ -133,46 +134,29 @@ def _key(params: dict) -> tuple:
     return tuple(params[k] for k in KEY)
 
 
-def _run_chain(ostudy, store, data, study, chain, done, dists, bars, say) -> None:
+def _run_chain(store, data: JetData, study: StudyFile, chain: dict, done: dict, levels: LevelStore) -> None:
     q = study.qap
     seed, bits, mode = chain["seed"], chain["precision"], chain["mode"]
-    levels = [lvl for lvl in range(len(q.schedule)) if _key({**chain, "level": lvl}) in done]
-    if len(levels) == len(q.schedule):
+    stored = [lvl for lvl in range(len(q.schedule)) if _key({**chain, "level": lvl}) in done]
+    if len(stored) == len(q.schedule):
         return
+    check_contiguous(stored, f"{bits}-bit {mode} seed {seed}")
     spec = q.spec(bits, data.n_features, data.n_classes)
     model = build_model(spec, seed=seed)
     initial = initial_state_of(model)  # LT rewinds to this; rebuilt identically from the seed
-    start = 0
-    if levels:
-        last = max(levels)
-        if levels != list(range(last + 1)):
-            raise StudyFileError(f"stored levels {levels} of {bits}-bit {mode} seed {seed} have a gap; "
-                                 "the study was written by something else; use a new study name")
-        model, _ = load_checkpoint(store, done[_key({**chain, "level": last})].user_attrs["checkpoint"])
-        start = last + 1
+    if stored:
+        model, _ = load_checkpoint(store, done[_key({**chain, "level": stored[-1]})].user_attrs["checkpoint"])
     config = replace(study.train, seed=seed)
     tag = f"{'float' if bits == 32 else f'{bits}-bit'} {mode.upper()} seed {seed}"
     if study.data.folds > 1:
         tag += f" fold {chain['fold']}"
     if len(study.randomizations) > 1 or chain["randomized"]:
         tag += f" random labels {chain['randomized']:.0%}"
+    n = len(q.schedule)
     for res in iterative_pruning(
-        model, data, config, q.schedule, mode, initial, start_level=start,
-        on_epoch=lambda lvl, log: bars.epoch(f"{tag} level {lvl}/{len(q.schedule) - 1}", log),
+        model, data, config, q.schedule, mode, initial, start_level=len(stored),
+        on_epoch=lambda lvl, log: levels.bars.epoch(f"{tag} level {lvl}/{n - 1}", log),
     ):
-        rec = res.measurement.record
         params = {**chain, "level": res.level}
-        meta = {"study": ostudy.study_name, **params}
-        ckpt = save_checkpoint(store, ostudy, res.measurement.model, meta)
-        attrs = {**rec, "target_sparsity": res.target, "checkpoint": ckpt, "kind": "qap"}
-        trial = optuna.trial.create_trial(
-            params=params, distributions=dists, values=[rec["auc"], rec["bops"]], user_attrs=attrs,
-            state=optuna.trial.TrialState.COMPLETE,
-            constraints={MIN_AUC_CONSTRAINT: min_auc_violation(rec["auc"], study.min_auc)},
-        )
-        trial.datetime_start = trial.datetime_complete - timedelta(seconds=rec["seconds"])  # real duration
-        ostudy.add_trial(trial)
-        bars.level_done(f"{tag} level {res.level:2d} ({rec['sparsity']:6.2%} pruned): AUC {rec['auc']:.4f}  "
-                        f"BOPs {rec['bops']:,.0f}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
-                        f"{rec['seconds']:.1f} s{collapsed_note(rec['sparsity_per_layer'])}"
-                        f"{'  (below min_auc: infeasible, on no front)' if rec['auc'] < study.min_auc else ''}", say)
+        ckpt = save_checkpoint(store, levels.study, res.measurement.model, {"study": levels.study.study_name, **params})
+        levels.add(params, res.measurement.record, ckpt, tag, n, target_sparsity=res.target)

@@ -16,10 +16,8 @@ since does not change what a resumed refine run works on.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, replace
-from datetime import timedelta
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -27,13 +25,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from qapbo.cost.measure import require_hw
 from qapbo.data.split import JetData, load_data
-from qapbo.errors import QapboError
-from qapbo.train.measure import measure, versions
-from qapbo.compare.fronts import ATTR_REFINE_OF, MIN_AUC_CONSTRAINT, min_auc_violation
-from qapbo.progress import LevelBars, resolve
-from qapbo.train.prune import collapsed_note, iterative_pruning
+from qapbo.errors import NoSearchError, QapboError, StorageError, StudyFileError
+from qapbo.progress import LevelBars
+from qapbo.records import ATTR_REFINE_OF
+from qapbo.study.chain import LevelStore, check_contiguous, reporter
+from qapbo.study.file import StudyFile
 from qapbo.study.storage import (
-    StorageError,
     artifact_dir,
     artifact_store,
     load_checkpoint,
@@ -44,7 +41,8 @@ from qapbo.study.storage import (
     storage_url,
     stored_changes,
 )
-from qapbo.study.file import StudyFile, StudyFileError
+from qapbo.train.measure import measure, versions
+from qapbo.train.prune import iterative_pruning
 
 #: study user attributes of a refine study
 ATTR_MEMBERS = "qapbo_refine_members"  # the chosen members, frozen at creation: [{study, number}]
@@ -52,10 +50,6 @@ ATTR_MEMBERS = "qapbo_refine_members"  # the chosen members, frozen at creation:
 #: stores them; a change refuses a resume)
 SEARCH_SECTIONS = ("data", "train", "search", "objectives")
 SECTIONS = (*SEARCH_SECTIONS, "refine")
-
-
-class NoSearchError(QapboError):
-    """The search whose front is to be refined has no stored results yet."""
 
 
 def refine_study_name(study: StudyFile) -> str:
@@ -174,6 +168,12 @@ class PreparedRefine:
     def total(self) -> int:
         return sum(len(c) for c in self.chains.values())
 
+    def todo(self) -> list[int]:
+        """Members with levels left, most levels left first."""
+        left = [len(self.chains[label(n, t.number)]) - sum(m == label(n, t.number) for m, _ in self.done)
+                for n, t in self.members]
+        return sorted((i for i, k in enumerate(left) if k), key=lambda i: (-left[i], i))
+
 
 def prepare_refine(study: StudyFile, storage: str | None = None) -> PreparedRefine:
     """Check everything, then open (or create) the refine study; nothing is written before the checks.
@@ -222,15 +222,15 @@ def run_refine(
     storage: str | None = None,
     progress: bool | str = True,
     log: Callable[[str], None] | None = None,
+    chains: Iterable[int] | None = None,
 ) -> optuna.Study:
     """Run (or resume) the refinement of the search's front; returns the refine study.
 
     ``progress``: ``"bars"``, ``"lines"`` (one line per level), ``"none"`` or ``"auto"``.
+    ``chains`` (indices into the members) restricts the run to those members, as workers take them
+    from a shared queue (:func:`qapbo.study.workers.run_chain_workers`).
     """
-    mode = resolve(progress)
-    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if mode == "none":
-        say = lambda msg: None  # noqa: E731
+    mode, say = reporter(progress, log)
     prep = prepare_refine(study, storage)
     labels = [label(n, t.number) for n, t in prep.members]
     dists = {"member": CategoricalDistribution(labels),
@@ -243,9 +243,11 @@ def run_refine(
             "then (a new front needs a new study name)")
     store = artifact_store(artifact_dir(study, prep.url))
     bars = LevelBars(prep.total, len(prep.done), study.train.epochs, enabled=mode == "bars")
+    levels = LevelStore(prep.study, dists, "refine", tuple(study.search.costs), study.min_auc, bars, say,
+                        study.search.constraints)  # judged as the search was
     try:
-        for member in prep.members:
-            _run_member(prep, store, study, member, dists, bars, say)
+        for i in range(len(prep.members)) if chains is None else chains:
+            _run_member(prep, store, study, prep.members[i], levels)
     finally:
         bars.close()
     return prep.study
@@ -259,35 +261,21 @@ def member_seed(study: StudyFile, search_study: str, number: int) -> int:
 
 
 def _run_member(prep: PreparedRefine, store, study: StudyFile, member: tuple[str, FrozenTrial],
-                dists: dict, bars: LevelBars, say: Callable[[str], None]) -> None:
+                levels: LevelStore) -> None:
     name, src = member
     tag = label(name, src.number)
     chain = prep.chains[tag]
     stored = sorted(lvl for (m, lvl) in prep.done if m == tag)
     if len(stored) == len(chain):
         return
-    if stored != list(range(len(stored))):
-        raise StudyFileError(f"stored levels {stored} of member {tag} have a gap; the study was written by "
-                             "something else; use a new study name")
+    check_contiguous(stored, f"member {tag}")
     bits = src.user_attrs.get("model", {}).get("weight_bits")
     desc = f"{tag} ({src.user_attrs.get('model_name', '?')})"
     ostudy = prep.study
 
     def store_level(level: int, rec: dict, ckpt: str) -> None:
-        values = [rec["auc"], *(float(rec[c]) for c in study.search.costs)]
-        constraints = {MIN_AUC_CONSTRAINT: min_auc_violation(rec["auc"], study.min_auc)}
-        constraints |= {str(c): c.violation(rec) for c in study.search.constraints}  # judged as the search was
-        attrs = {**rec, "target_sparsity": chain[level], "checkpoint": ckpt, "kind": "refine", "member": tag}
-        trial = optuna.trial.create_trial(params={"member": tag, "level": level}, distributions=dists,
-                                          values=values, user_attrs=attrs, state=TrialState.COMPLETE,
-                                          constraints=constraints)
-        trial.datetime_start = trial.datetime_complete - timedelta(seconds=rec["seconds"])
-        ostudy.add_trial(trial)
-        costs = "  ".join(f"{c} {v:,.0f}" for c, v in zip(study.search.costs, values[1:]))
-        bars.level_done(f"{desc} level {level}/{len(chain) - 1} ({rec['sparsity']:6.2%} pruned): AUC "
-                        f"{rec['auc']:.4f}  {costs}  {rec['epochs']} epochs  {rec['seconds']:.1f} s"
-                        f"{collapsed_note(rec['sparsity_per_layer'])}"
-                        f"{'  (below min_auc: infeasible, on no front)' if rec['auc'] < study.min_auc else ''}", say)
+        levels.add({"member": tag, "level": level}, rec, ckpt, desc, len(chain), target_sparsity=chain[level],
+                   member=tag)
 
     # level 0 is the member's own checkpoint; later levels each have their own
     last = src if len(stored) <= 1 else prep.done[(tag, stored[-1])]
@@ -306,7 +294,8 @@ def _run_member(prep: PreparedRefine, store, study: StudyFile, member: tuple[str
     tc = src.user_attrs["train_config"]  # the member's own lr and L1; the study's budget
     config = replace(study.train, lr=float(tc["lr"]), l1=float(tc["l1"]), seed=member_seed(study, name, src.number))
     for res in iterative_pruning(model, prep.data, config, chain, "ft", {}, start_level=len(stored),
-                                 on_epoch=lambda lvl, log: bars.epoch(f"{tag} level {lvl}/{len(chain) - 1}", log)):
+                                 on_epoch=lambda lvl, log: levels.bars.epoch(f"{tag} level {lvl}/{len(chain) - 1}",
+                                                                             log)):
         rec = res.measurement.record
         meta = {"study": ostudy.study_name, "member": tag, "level": res.level, "bits": bits}
         store_level(res.level, rec, save_checkpoint(store, ostudy, res.measurement.model, meta))

@@ -23,22 +23,29 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from qapbo.data.split import JetData, load_data
-from qapbo.study.early_stop import EarlyStopper, nominal_bops
-from qapbo.errors import QapboError, TrainingError
 from qapbo.cost.measure import measure_costs
-from qapbo.train.measure import train_and_measure
+from qapbo.data.split import JetData, load_data
+from qapbo.errors import QapboError, StudyFileError, TrainingError
 from qapbo.nn.metrics import macro_auc
 from qapbo.nn.models import build_model
-from qapbo.compare.fronts import MIN_AUC_CONSTRAINT, is_feasible, min_auc_violation
 from qapbo.progress import bar as progress_bar
 from qapbo.progress import resolve
-from qapbo.train.prune import initial_state_of, iterative_pruning
+from qapbo.records import MIN_AUC_CONSTRAINT, is_feasible, min_auc_violation
+from qapbo.study.early_stop import EarlyStopper, nominal_bops
+from qapbo.study.file import PROTOCOL_SCHEDULE, StudyFile
 from qapbo.study.space import Candidate, SearchSettings, SearchSpace
-from qapbo.study.storage import artifact_dir, artifact_store, open_storage, open_study, redact, save_checkpoint, storage_url
-from qapbo.study.file import PROTOCOL_SCHEDULE, StudyFile, StudyFileError
+from qapbo.study.storage import (
+    artifact_dir,
+    artifact_store,
+    open_storage,
+    open_study,
+    redact,
+    save_checkpoint,
+    storage_url,
+)
+from qapbo.train.measure import train_and_measure
+from qapbo.train.prune import initial_state_of, iterative_pruning
 
-DIRECTIONS = ("maximize", "minimize")  # AUC, BOPs (the default; [objectives] may name other costs)
 MAX_CONSECUTIVE_FAILURES = 10
 #: Trial states the budget counts: architectures evaluated (a PRUNED trial was stopped early)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -15,9 +15,9 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from qapbo.nn.models import BN_MODES, FLOAT_BITS, MAX_BITS, MIN_BITS, ModelSpec
-from qapbo.study.file import StudyFileError
-from qapbo.train.loop import TrainConfig
+from qapbo.errors import SpaceError
+from qapbo.nn.spec import BN_MODES, FLOAT_BITS, MAX_BITS, MIN_BITS, ModelSpec
+from qapbo.train.config import TrainConfig
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid", "botorch")
 #: costs beside AUC a search may minimize: every sampler above takes three objectives in Optuna 5
@@ -26,10 +26,6 @@ MAX_COSTS = 2
 PRESETS = ("paper-bo",)
 PAPER_BO_PRECISIONS = (32, 12, 6, 4)
 CONSTRAINT_METRICS = ("auc", "bops", "ebops", "luts", "latency", "accuracy", "sparsity")
-
-
-class SpaceError(StudyFileError):
-    """The search space or objectives are invalid."""
 
 
 @dataclass(frozen=True)
@@ -241,7 +237,8 @@ def parse_search(s: dict[str, Any], objectives: dict[str, Any], train: TrainConf
         size = math.prod(len(v) for v in grid.values())
         if s["n_trials"] is None:
             s = {**s, "n_trials": size}  # the whole grid, once
-    from qapbo.cost.measure import COSTS, require_hw
+    from qapbo.cost.definitions import COSTS
+    from qapbo.cost.measure import require_hw
 
     costs = tuple(c for c in COSTS if objectives.get(c) is not None)
     if objectives["auc"] != "maximize" or any(objectives[c] != "minimize" for c in costs):

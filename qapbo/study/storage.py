@@ -20,18 +20,11 @@ from urllib.parse import quote
 import optuna
 import torch
 
-from qapbo.errors import QapboError
-from qapbo.nn.models import JetTagger, ModelSpec, build_model
-from qapbo.compare.fronts import ATTR_KIND, ATTR_MIN_AUC, DEFAULT_MIN_AUC
-from qapbo.study.file import StudyFile, StudyFileError, config_hash, describe_changes
-
-ATTR_CONFIG = "qapbo_config"
-ATTR_FILE = "qapbo_study_file"
-ATTR_HASH = "qapbo_config_hash"
-
-
-class StorageError(QapboError):
-    """The storage cannot be opened or written."""
+from qapbo.errors import StorageError, StudyFileError
+from qapbo.nn.models import JetTagger, build_model
+from qapbo.nn.spec import ModelSpec
+from qapbo.records import ATTR_CONFIG, ATTR_FILE, ATTR_HASH, ATTR_KIND, ATTR_MIN_AUC, DEFAULT_MIN_AUC
+from qapbo.study.file import StudyFile, config_hash, describe_changes
 
 
 def redact(url: str) -> str:

@@ -26,9 +26,9 @@ from optuna.trial import TrialState
 from qapbo.errors import QapboError
 from qapbo.progress import bar as progress_bar
 from qapbo.progress import resolve
+from qapbo.study.file import StudyFile, load_study_file
 from qapbo.study.search import prepare_search
 from qapbo.study.storage import redact
-from qapbo.study.file import StudyFile, load_study_file
 
 
 def _as_worker(path: str, synthetic: bool, rows: int | None, worker: int,
@@ -82,44 +82,47 @@ def run_workers(
     return [optuna.load_study(study_name=s.study_name, storage=url) for s in studies]
 
 
-def _qap_worker(path: str, synthetic: bool, rows: int | None, storage: str, queue, worker: int,
-                lines: str = "lines") -> None:
+def _chain_worker(path: str, synthetic: bool, rows: int | None, storage: str, queue, worker: int,
+                  lines: str, kind: str) -> None:
     from qapbo.study.qap import run_qap
+    from qapbo.study.refine import run_refine
 
-    _as_worker(path, synthetic, rows, worker, lambda study, log: run_qap(
+    run = {"qap": run_qap, "refine": run_refine}[kind]
+    _as_worker(path, synthetic, rows, worker, lambda study, log: run(
         study, storage=storage, progress=lines, chains=iter(queue.get, None), log=log))
 
 
-def run_qap_workers(
+def run_chain_workers(
     study: StudyFile,
     workers: int,
+    kind: str = "qap",
     storage: str | None = None,
     synthetic: bool = False,
     rows: int | None = None,
     progress: bool | str = True,
     log: Callable[[str], None] | None = None,
 ) -> optuna.Study:
-    """Run (or resume) ``study``'s QAP chains with ``workers`` processes; returns its study when done.
+    """Run (or resume) ``study``'s QAP chains or refine members (``kind``) with ``workers`` processes,
+    each taking whole chains from a shared queue; returns the study when done.
 
     Every level trains from its own seed, so the stored trials equal those of a one-process run.
     """
     from qapbo.study.qap import prepare_qap
+    from qapbo.study.refine import prepare_refine
 
     _check(study, workers, log)
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    prep = prepare_qap(study, storage)
-    # LT retrains every level from the initial weights, so its chains take longest: start them first
-    todo = sorted((i for i, c in enumerate(prep.chains) if prep.remaining(c)),
-                  key=lambda i: (prep.chains[i]["mode"] != "lt", -prep.remaining(prep.chains[i]), i))
-    say(f"qap {study.name}: {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)}; "
+    prep = {"qap": prepare_qap, "refine": prepare_refine}[kind](study, storage)
+    todo = prep.todo()
+    say(f"{kind} {study.name}: {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)}; "
         f"{len(todo)} chain(s) to run on {workers} workers")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     for i in [*todo, *[None] * workers]:
         queue.put(i)
     queue.cancel_join_thread()  # chains left after a Ctrl-C must not hold up our exit
-    procs = [ctx.Process(target=_qap_worker, name=f"qapbo-qap-worker-{i}",
-                         args=(study.path, synthetic, rows, prep.url, queue, i, _child(progress)))
+    procs = [ctx.Process(target=_chain_worker, name=f"qapbo-{kind}-worker-{i}",
+                         args=(study.path, synthetic, rows, prep.url, queue, i, _child(progress), kind))
              for i in range(workers)]
     _run(procs, [prep.study], prep.total, "levels (all workers)", progress)
     return optuna.load_study(study_name=prep.study.study_name, storage=prep.url)

@@ -8,45 +8,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from qapbo.data.split import JetData
-from qapbo.errors import SpecError, TrainingError
+from qapbo.errors import TrainingError
 from qapbo.nn.models import JetTagger
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training budget and hyper-parameters; defaults are PROTOCOL's."""
-
-    epochs: int = 250
-    lr: float = 1e-4
-    batch_size: int = 1024
-    l1: float = 1e-4
-    patience: int = 10
-    seed: int = 0
-    threads: int = 1  # one thread is as fast as two for these nets, and leaves a core to a 2nd worker
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("epochs", self.epochs >= 1, "at least 1"),
-            ("lr", self.lr > 0 and math.isfinite(self.lr), "a positive number"),
-            ("batch_size", self.batch_size >= 2, "at least 2 (BatchNorm needs two rows)"),
-            ("l1", self.l1 >= 0, "zero or positive"),
-            ("patience", self.patience >= 1, "at least 1"),
-            ("threads", self.threads >= 1, "at least 1"),
-        ]
-        for name, ok, want in checks:
-            if not ok:
-                raise SpecError(f"{name} is {getattr(self, name)!r}: use {want}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from qapbo.train.config import TrainConfig
 
 
 @dataclass
@@ -59,6 +30,7 @@ class EpochLog:
     seconds: float
 
 
+
 @dataclass
 class TrainResult:
     epochs: int
@@ -67,6 +39,7 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     history: list[EpochLog] = field(default_factory=list)
+
 
 
 def train(
@@ -130,6 +103,7 @@ def train(
     )
 
 
+
 @torch.no_grad()
 def validation_loss(model: JetTagger, x: torch.Tensor, y: torch.Tensor, batch_size: int = 65536) -> float:
     """Mean cross-entropy (no L1) in eval mode."""
@@ -140,11 +114,6 @@ def validation_loss(model: JetTagger, x: torch.Tensor, y: torch.Tensor, batch_si
     return total / len(y)
 
 
+
 def _snapshot(model: JetTagger) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch and numpy global generators (model init uses its own seeded fork)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)

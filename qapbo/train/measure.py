@@ -11,8 +11,10 @@ import torch
 from qapbo.cost.measure import measure_costs
 from qapbo.data.split import JetData
 from qapbo.nn.metrics import evaluate
-from qapbo.nn.models import JetTagger, ModelSpec, build_model
-from qapbo.train.loop import EpochLog, TrainConfig, TrainResult, train
+from qapbo.nn.models import JetTagger, build_model
+from qapbo.nn.spec import ModelSpec
+from qapbo.train.config import TrainConfig
+from qapbo.train.loop import EpochLog, TrainResult, train
 
 
 @dataclass

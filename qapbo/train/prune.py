@@ -17,9 +17,10 @@ from typing import Callable, Iterator
 import torch
 
 from qapbo.data.split import JetData
-from qapbo.train.measure import Measurement, measure, versions
 from qapbo.nn.models import JetTagger
-from qapbo.train.loop import EpochLog, TrainConfig, train
+from qapbo.train.config import TrainConfig
+from qapbo.train.loop import EpochLog, train
+from qapbo.train.measure import Measurement, measure, versions
 
 
 @torch.no_grad()

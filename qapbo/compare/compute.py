@@ -1,0 +1,68 @@
+"""Studies compared at equal compute: the hypervolume each had reached when it had spent what the
+cheaper one spent in total (training seconds, and apart, epochs), so a headline number never
+favours the study that simply trained longer."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+from qapbo.compare.fronts import hypervolume
+from qapbo.compare.results import StudyResult, _spent
+from qapbo.records import is_feasible
+
+
+class HistoryStep(NamedTuple):
+    """A study after one more finished trial (in trial-number order: QAP level by level)."""
+
+    number: int  # trial number; -1 for the start (a refine study starts where its searches ended)
+    epochs: int  # cumulative, a refine study's sources included
+    seconds: float  # cumulative training seconds, likewise
+    hypervolume: float  # of the front of the trials finished so far
+    point: bool  # False: the trial added time but no point (stopped early, or without the compared cost)
+
+
+
+def hypervolume_history(r: StudyResult, ref: tuple[float, float]) -> list[HistoryStep]:
+    """The hypervolume ``r`` had reached against the compute it had spent, one step per finished
+    trial, after a first step at its starting compute (0, or a refine study's sources' total)."""
+    out, pts, hv = [], [], 0.0
+    for t, epochs, seconds, point in _spent(r):
+        if point and is_feasible(t):
+            pts.append((t.values[0], t.values[1]))
+            hv = hypervolume(pts, ref)
+        out.append(HistoryStep(-1 if t is None else t.number, epochs, seconds, hv, point))
+    return out
+
+
+
+def hypervolume_at(history: Sequence[HistoryStep], seconds: float | None = None,
+                   epochs: int | None = None) -> float:
+    """The hypervolume of the trials finished within ``seconds`` (and/or ``epochs``) of compute."""
+    hv = 0.0
+    for h in history:  # cumulative compute only grows
+        if (seconds is not None and h.seconds > seconds) or (epochs is not None and h.epochs > epochs):
+            break
+        hv = h.hypervolume
+    return hv
+
+
+
+def equal_compute(results: Sequence[StudyResult], ref: tuple[float, float]) -> list[dict[str, Any]]:
+    """For every pair of studies, the hypervolume of each at the training seconds (and, apart, the
+    epochs) the cheaper one spent in total: headline numbers that do not favour the study that
+    simply trained longer."""
+    hist = {id(r): hypervolume_history(r, ref) for r in results}
+    out = []
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            ha, hb = hist[id(a)], hist[id(b)]
+            sec = min(ha[-1].seconds, hb[-1].seconds)
+            ep = min(ha[-1].epochs, hb[-1].epochs)
+            out.append({"a": a.name, "b": b.name,
+                        "cheaper": a.name if ha[-1].seconds <= hb[-1].seconds else b.name,
+                        "budget_seconds": sec, "hv_a_at_seconds": hypervolume_at(ha, seconds=sec),
+                        "hv_b_at_seconds": hypervolume_at(hb, seconds=sec),
+                        "cheaper_in_epochs": a.name if ha[-1].epochs <= hb[-1].epochs else b.name,
+                        "budget_epochs": ep, "hv_a_at_epochs": hypervolume_at(ha, epochs=ep),
+                        "hv_b_at_epochs": hypervolume_at(hb, epochs=ep)})
+    return out

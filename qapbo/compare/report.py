@@ -1,0 +1,280 @@
+"""One comparison computed once (:func:`compare` returns a :class:`Comparison`), rendered apart as
+Markdown or JSON, as Optuna's ``_get_pareto_front_info`` is computed once and only drawn by its plot:
+hypervolume, coverage, the least cost at AUC targets, the best AUC within cost budgets, compute,
+equal-compute pairs and how far the costs agree."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import optuna
+
+from qapbo.compare.compute import equal_compute
+from qapbo.compare.fronts import (
+    best_auc_within,
+    coverage,
+    hypervolume,
+    min_cost_at_auc,
+    pareto_front,
+    reference_point,
+    values,
+)
+from qapbo.compare.results import StudyResult, _as_point, load_results
+from qapbo.errors import NoResultsError
+from qapbo.records import cost_of
+
+
+@dataclass
+class Comparison:
+    """The numbers of one comparison, with the single reference point they share."""
+
+    results: list[StudyResult]
+    ref: tuple[float, float]
+    auc_targets: list[float]
+    budgets: list[float]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    coverage: list[dict[str, Any]] = field(default_factory=list)
+    equal_compute: list[dict[str, Any]] = field(default_factory=list)  # see :func:`equal_compute`
+    cost: str = "bops"  # the cost on the fronts' second axis (a qapbo.cost.measure name)
+    agreement: dict[str, Any] | None = None  # cost_agreement() over the stored trials, when asked
+
+    @property
+    def label(self) -> str:
+        from qapbo.cost.definitions import LABELS
+
+        return LABELS[self.cost].split(" (")[0]
+
+    @property
+    def synthetic(self) -> bool:
+        return any(r.synthetic for r in self.results)
+
+    @property
+    def data_notes(self) -> list[str]:
+        """What each study's data was (synthetic, physics-generated without detector, a release)."""
+        return sorted({r.data_note for r in self.results if r.data_note})
+
+    def to_dict(self) -> dict[str, Any]:
+        from qapbo.cost.definitions import DEFINITIONS
+
+        return {"cost": self.cost, "cost_definition": DEFINITIONS[self.cost],
+                "reference_point": {"auc": self.ref[0], self.cost: self.ref[1]},
+                "hypervolume_space": f"(AUC, log10 {self.label})", "synthetic_data": self.synthetic,
+                "missing_cost": {r.name: r.missing_cost for r in self.results if r.missing_cost},
+                "cost_agreement": self.agreement,
+                "data": self.data_notes,
+                "auc_targets": self.auc_targets, "budgets": self.budgets,
+                "studies": self.rows, "coverage": self.coverage, "equal_compute": self.equal_compute}
+
+    def to_markdown(self) -> str:
+        lines = []
+        if self.synthetic:
+            lines.append("**Data: SYNTHETIC jets (synthetic-jets), not real LHC data.**\n")
+        elif self.data_notes:
+            lines.append(f"**Data: {' | '.join(self.data_notes)}.**\n")
+        lb = self.label
+        lines.append(f"Hypervolume in (AUC, log10 {lb}) with reference point AUC = {self.ref[0]:g}, "
+                     f"{lb} = {self.ref[1]:.4g} (the same for every study below). Networks below a study's "
+                     "min_auc are infeasible: counted apart, on no front, in no hypervolume.\n")
+        for r in self.results:
+            if r.missing_cost:
+                lines.append(f"{r.name}: {r.missing_cost} trial(s) have no {self.cost} and are left out; "
+                             "`qapbo costs STUDY_FILE --storage URL` measures it from their checkpoints.\n")
+            if r.missing_sources:
+                lines.append(f"{r.name}: refines {', '.join(r.missing_sources)}, which this storage does not "
+                             "hold; its compute counts only the searches that are here.\n")
+        lines.append("Compute (epochs, train s) counts every trial that trained, those stopped early included "
+                     "(they are on no front); a refined study's also counts the searches it started from "
+                     "(own share in brackets): the pipeline search -> refine spent both.\n")
+        head = ["study", "kind", "trials", "stopped early", "front", "below min AUC", "hypervolume"]
+        head += [f"min {lb} @ AUC>={t:g}" for t in self.auc_targets]
+        head += [f"best AUC @ {lb}<={b:.0e}" for b in self.budgets]
+        head += ["epochs", "train s"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for r in self.rows:
+            hv = f"{r['hypervolume']:.4f}"
+            if r.get("hypervolume_seeds", 1) > 1:
+                hv = (f"{r['hypervolume_mean']:.4f} ± {r['hypervolume_std']:.4f} "
+                      f"({r['hypervolume_seeds']} seeds/folds)")
+            cells = [r["study"], r["kind"], str(r["trials"]), str(r["stopped_early"]), str(r["front_size"]),
+                     str(r["infeasible"]), hv]
+            cells += [_fmt_bops(r["min_cost_at_auc"][str(t)]) for t in self.auc_targets]
+            cells += [_fmt_auc(r["best_auc_within_budget"][str(b)]) for b in self.budgets]
+            cells += [f"{r['epochs']:,}", f"{r['seconds']:,.0f}"]
+            if r["refine_of"]:
+                cells[-2:] = [f"{r['epochs']:,} ({r['own_epochs']:,})",
+                              f"{r['seconds']:,.0f} ({r['own_seconds']:,.0f})"]
+            lines.append("| " + " | ".join(cells) + " |")
+        if self.coverage:
+            lines.append("\nCoverage C(A, B): share of B's front covered (weakly dominated) by A's front.\n")
+            lines.append("| A | B | C(A, B) | C(B, A) |")
+            lines.append("|---|---|---|---|")
+            for c in self.coverage:
+                lines.append(f"| {c['a']} | {c['b']} | {c['c_ab']:.2f} | {c['c_ba']:.2f} |")
+        if self.equal_compute:
+            lines.append(equal_compute_markdown(self.equal_compute))
+        if self.agreement:
+            lines.append(agreement_markdown(self.agreement))
+        return "\n".join(lines)
+
+
+
+def _fmt_bops(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+
+def _fmt_seconds(v: float) -> str:
+    return f"{v:,.0f}" if v >= 10 else f"{v:.3g}"  # short test runs take well under 10 s
+
+
+
+def _fmt_auc(v: float | None) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+
+def default_targets(results: Sequence[StudyResult]) -> tuple[list[float], list[float]]:
+    """AUC targets just below the best AUC of the union front; BOPs budgets at powers of ten."""
+    union = pareto_front(t for r in results for t in r.trials)
+    if not union:  # every network below min_auc: nothing to target
+        return [], []
+    best = max(t.values[0] for t in union)
+    targets = sorted({round(best - d, 3) for d in (0.02, 0.01, 0.005)})
+    lo = min(t.values[1] for t in union)
+    hi = max(t.values[1] for t in union)
+    budgets = [10.0 ** k for k in range(math.ceil(math.log10(lo)), math.floor(math.log10(hi)) + 1)] or [hi]
+    return targets, budgets
+
+
+
+def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = None,
+            auc_targets: Sequence[float] | None = None, budgets: Sequence[float] | None = None,
+            cost: str = "bops") -> Comparison:
+    """All comparison numbers for ``results`` (studies without finished trials are refused)."""
+    results = [r for r in results if r.trials]
+    if not results:
+        if cost != "bops":
+            raise NoResultsError(f"no finished trial in this storage has {cost}: `qapbo costs STUDY_FILE --storage "
+                                 "URL` measures it from the stored checkpoints (needs pip install 'qapbo[hw]')")
+        raise NoResultsError("no finished trials to compare in this storage: run `qapbo search`, `qapbo qap` "
+                             "or `qapbo run` first, or check --storage and --studies")
+    ref = ref or reference_point(results)
+    t_def, b_def = default_targets(results)
+    targets = list(auc_targets) if auc_targets else t_def
+    budgets = list(budgets) if budgets else b_def
+    cmp = Comparison(results=list(results), ref=ref, auc_targets=targets, budgets=budgets, cost=cost)
+    for r in results:
+        front = values(r.front)
+        row: dict[str, Any] = {
+            "study": r.name, "kind": r.kind, "trials": len(r.trials), "front_size": len(front),
+            "infeasible": len(r.infeasible),
+            "hypervolume": hypervolume(front, ref),
+            "min_cost_at_auc": {str(t): min_cost_at_auc(front, t) for t in targets},
+            "best_auc_within_budget": {str(b): best_auc_within(front, b) for b in budgets},
+            "stopped_early": len(r.pruned),
+            "epochs": r.epochs, "seconds": r.seconds,  # totals: stopped-early trials and refined sources in
+            "own_epochs": r.epochs - r.source_epochs, "own_seconds": r.seconds - r.source_seconds,
+            "refine_of": r.refine_of, "missing_sources": r.missing_sources,
+            "front": [{"number": t.number, "auc": t.values[0], cost: t.values[1], "params": t.params}
+                      for t in r.front],
+        }
+        reps = r.by_replicate()
+        if len(reps) > 1:
+            hvs = [hypervolume(values(pareto_front(ts)), ref) for ts in reps.values()]
+            row.update(hypervolume_seeds=len(hvs), hypervolume_mean=statistics.fmean(hvs),
+                       hypervolume_std=statistics.stdev(hvs))
+        cmp.rows.append(row)
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            fa, fb = values(a.front), values(b.front)
+            cmp.coverage.append({"a": a.name, "b": b.name, "c_ab": coverage(fa, fb), "c_ba": coverage(fb, fa)})
+    cmp.equal_compute = equal_compute(results, ref)
+    return cmp
+
+
+
+def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None = None) -> dict[str, Any]:
+    """Do the costs agree? Over every stored trial: Spearman's rank correlation of each pair of costs,
+    and, per study, the trials on the AUC front under one cost but not under another.
+
+    ``results`` may be loaded in any cost: each trial's own records give every cost it has, and the
+    trials without the compared cost count too (:attr:`StudyResult.measured`).
+    """
+    from scipy.stats import spearmanr
+
+    from qapbo.cost.definitions import COSTS
+
+    costs = list(costs or COSTS)
+    trials = [t for r in results for t in r.measured]
+    pairs = []
+    for i, a in enumerate(costs):
+        for b in costs[i + 1:]:
+            both = [(cost_of(t, a), cost_of(t, b)) for t in trials if cost_of(t, a) is not None
+                    and cost_of(t, b) is not None]
+            rho = float(spearmanr([x for x, _ in both], [y for _, y in both]).statistic) if len(both) > 2 else None
+            pairs.append({"a": a, "b": b, "trials": len(both), "spearman": rho})
+    fronts = []
+    for r in results:
+        on = {}
+        for c in costs:
+            have = [_as_point(t, c) for t in r.measured if cost_of(t, c) is not None]
+            if len(have) == len(r.measured) and have:
+                on[c] = {t.number for t in pareto_front(have)}
+        for i, a in enumerate(costs):
+            for b in costs[i + 1:]:
+                if a in on and b in on:
+                    fronts.append({"study": r.name, "a": a, "b": b, "only_a": sorted(on[a] - on[b]),
+                                   "only_b": sorted(on[b] - on[a]), "both": len(on[a] & on[b])})
+    return {"correlations": pairs, "fronts": fronts}
+
+
+
+def equal_compute_markdown(pairs: Sequence[dict[str, Any]]) -> str:
+    """The equal-compute table and one plain sentence per pair: the comparison's headline numbers."""
+    lines = [("\nEqual compute: each pair at the training time (and, apart, the epochs) the cheaper study spent "
+              "in total; hypervolume of the front of the trials each had finished by then (a refined study has "
+              "nothing before its searches' total).\n"),
+             "| A | B | at train s | HV A | HV B | at epochs | HV A | HV B |", "|---|---|---|---|---|---|---|---|"]
+    for p in pairs:
+        lines.append(f"| {p['a']} | {p['b']} | {_fmt_seconds(p['budget_seconds'])} | {p['hv_a_at_seconds']:.4f} | "
+                     f"{p['hv_b_at_seconds']:.4f} | {p['budget_epochs']:,} | {p['hv_a_at_epochs']:.4f} | "
+                     f"{p['hv_b_at_epochs']:.4f} |")
+    lines.append("")
+    for p in pairs:
+        cheap = p["cheaper"]
+        other, hv_other, hv_cheap = ((p["b"], p["hv_b_at_seconds"], p["hv_a_at_seconds"]) if cheap == p["a"]
+                                     else (p["a"], p["hv_a_at_seconds"], p["hv_b_at_seconds"]))
+        lines.append(f"- At the {_fmt_seconds(p['budget_seconds'])} s {cheap} spent, {other} had reached hypervolume "
+                     f"{hv_other:.4f} against {cheap}'s {hv_cheap:.4f}.")
+    return "\n".join(lines)
+
+
+
+def agreement_markdown(agreement: dict[str, Any]) -> str:
+    lines = ["\nCost agreement over all stored trials: Spearman rank correlation of each pair of costs.\n",
+             "| cost A | cost B | trials | Spearman |", "|---|---|---|---|"]
+    for p in agreement["correlations"]:
+        rho = "—" if p["spearman"] is None or math.isnan(p["spearman"]) else f"{p['spearman']:.3f}"
+        lines.append(f"| {p['a']} | {p['b']} | {p['trials']} | {rho} |")
+    if agreement["fronts"]:
+        lines.append("\nAUC fronts under two costs: trials (numbers) on one front but not the other.\n")
+        lines.append("| study | A | B | on both | only under A | only under B |")
+        lines.append("|---|---|---|---|---|---|")
+        for f in agreement["fronts"]:
+            lines.append(f"| {f['study']} | {f['a']} | {f['b']} | {f['both']} | "
+                         f"{', '.join(map(str, f['only_a'])) or '—'} | {', '.join(map(str, f['only_b'])) or '—'} |")
+    return "\n".join(lines)
+
+
+def compare_stored(storage: optuna.storages.BaseStorage | str, names: Sequence[str] | None = None, cost: str = "bops",
+                   auc_targets: Sequence[float] | None = None, budgets: Sequence[float] | None = None) -> Comparison:
+    """The comparison of the stored studies ``names`` (default: every two-objective study) in ``cost``,
+    with how far the costs agree: what ``qapbo compare`` prints and ``qapbo run`` ends with."""
+    results = load_results(storage, names, cost=cost)
+    cmp = compare(results, auc_targets=auc_targets, budgets=budgets, cost=cost)
+    cmp.agreement = cost_agreement(results)
+    return cmp

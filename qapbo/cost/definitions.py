@@ -1,0 +1,23 @@
+"""The name and versioned definition of every cost qapbo measures.
+
+No numpy, no torch: the command line and the readers of stored trials use these names without
+loading a network. A stored result names the definition it was measured with, so a later change
+of a definition is a new version, never a silent change of old numbers.
+"""
+
+from __future__ import annotations
+
+#: Name and version of the BOPs definition (:mod:`qapbo.cost.bops`).
+BOPS_DEFINITION = "hawks2021-v1"
+#: Every cost qapbo can measure and use as an objective, with its definition's name and version.
+DEFINITIONS: dict[str, str] = {
+    "bops": BOPS_DEFINITION,
+    "ebops": "hgq2-ebops-v1",
+    "luts": "da4ml-0.6-adders-v1",
+    "latency": "da4ml-0.6-depth-v1",
+}
+COSTS = tuple(DEFINITIONS)
+#: Costs that need the optional extra ``qapbo[hw]`` (da4ml).
+HW_COSTS = ("luts", "latency")
+LABELS = {"bops": "BOPs", "ebops": "EBOPs", "luts": "LUTs (da4ml)", "latency": "latency (adder levels)"}
+HW_EXTRA = "pip install 'qapbo[hw]'"
