@@ -54,7 +54,7 @@ class LevelStore:
     say: Callable[[str], None]
     constraints: Sequence[Any] = field(default_factory=tuple)  # user constraints (``violation(record)``)
 
-    def add(self, params: dict[str, Any], rec: dict[str, Any], checkpoint: str, tag: str, n_levels: int,
+    def add(self, params: dict[str, Any], rec: dict[str, Any], checkpoint: str, tag: str,
             **attrs: Any) -> optuna.trial.FrozenTrial:
         """Store one trained level (``rec`` as :func:`qapbo.train.measure.measure` records it)."""
         values = [rec["auc"], *(float(rec[c]) for c in self.costs)]
@@ -68,7 +68,7 @@ class LevelStore:
         self.study.add_trial(trial)
         costs = "  ".join(f"{c} {v:,.0f}" for c, v in zip(self.costs, values[1:]))
         below = "  (below min_auc: infeasible, on no front)" if rec["auc"] < self.min_auc else ""
-        self.bars.level_done(f"{tag} level {params['level']}/{n_levels - 1} ({rec['sparsity']:6.2%} pruned): "
+        self.bars.level_done(f"{tag} level {params['level']:2d} ({rec['sparsity']:6.2%} pruned): "
                              f"AUC {rec['auc']:.4f}  {costs}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
                              f"{rec['seconds']:.1f} s{collapsed_note(rec['sparsity_per_layer'])}{below}", self.say)
         return trial

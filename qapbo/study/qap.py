@@ -159,4 +159,4 @@ def _run_chain(store, data: JetData, study: StudyFile, chain: dict, done: dict, 
     ):
         params = {**chain, "level": res.level}
         ckpt = save_checkpoint(store, levels.study, res.measurement.model, {"study": levels.study.study_name, **params})
-        levels.add(params, res.measurement.record, ckpt, tag, n, target_sparsity=res.target)
+        levels.add(params, res.measurement.record, ckpt, tag, target_sparsity=res.target)

@@ -274,8 +274,7 @@ def _run_member(prep: PreparedRefine, store, study: StudyFile, member: tuple[str
     ostudy = prep.study
 
     def store_level(level: int, rec: dict, ckpt: str) -> None:
-        levels.add({"member": tag, "level": level}, rec, ckpt, desc, len(chain), target_sparsity=chain[level],
-                   member=tag)
+        levels.add({"member": tag, "level": level}, rec, ckpt, desc, target_sparsity=chain[level], member=tag)
 
     # level 0 is the member's own checkpoint; later levels each have their own
     last = src if len(stored) <= 1 else prep.done[(tag, stored[-1])]
