@@ -9,7 +9,7 @@ terminal and otherwise writes one line per trial, level or epoch summary; ``bars
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 MODES = ("auto", "bars", "lines", "none")
 #: Epochs between two summary lines of ``qapbo train`` in ``lines`` mode.
@@ -34,6 +34,17 @@ def resolve(mode: bool | str | None = "auto", stream: IO[str] | None = None) -> 
         return "bars" if stream.isatty() else "lines"
     except (AttributeError, ValueError):  # a closed or unusual stream
         return "lines"
+
+
+def reporter(progress: bool | str, log: Callable[[str], None] | None) -> tuple[str, Callable[[str], None]]:
+    """The progress mode and the line writer of a run: ``log`` (default: stderr), silent in ``none``.
+
+    One rule for every command: ``progress`` as :func:`qapbo.progress.resolve` reads it.
+    """
+    mode = resolve(progress)
+    if mode == "none":
+        return mode, lambda msg: None
+    return mode, log or (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
 def bar(mode: str, **kwargs: Any):

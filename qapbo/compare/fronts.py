@@ -21,20 +21,25 @@ if TYPE_CHECKING:  # results builds on the fronts here
     from qapbo.compare.results import StudyResult
 
 
-def pareto_front(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """Non-dominated feasible trials (AUC up, BOPs down), sorted by BOPs, via Optuna's Pareto code."""
-    trials = list(trials)
-    if not trials:
-        return []
+def best_trials_of(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+    """Optuna's ``best_trials`` (non-dominated and feasible) of an in-memory study holding ``trials``,
+    which it numbers 0, 1, ... in the given order; Optuna's "new study created" line is kept quiet."""
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" lines
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        s = optuna.create_study(directions=list(DIRECTIONS))
+        s = optuna.create_study(directions=list(directions))
         s.add_trials(trials)
-        return sorted(s.best_trials, key=lambda t: (t.values[1], -t.values[0]))
+        return s.best_trials
     finally:
         optuna.logging.set_verbosity(verbosity)
 
+
+def pareto_front(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """Non-dominated feasible trials (AUC up, cost down), sorted by cost, via Optuna's Pareto code."""
+    trials = list(trials)
+    if not trials:
+        return []
+    return sorted(best_trials_of(trials, DIRECTIONS), key=lambda t: (t.values[1], -t.values[0]))
 
 
 def hypervolume(points: Iterable[tuple[float, float]], ref: tuple[float, float]) -> float:

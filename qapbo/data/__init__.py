@@ -11,7 +11,7 @@ _NAMES = {
     "SOURCES": "qapbo.data.config",
     "GENERATED": "qapbo.data.config",
     "DataConfig": "qapbo.data.config",
-    "data_label": "qapbo.data.config",
+    "data_label": "qapbo.data.split",
     "JetData": "qapbo.data.split",
     "load_data": "qapbo.data.split",
     "prepare": "qapbo.data.split",

@@ -29,6 +29,7 @@ OPENML_NAME = "hls4ml_lhc_jets_hlf"
 SYNTHETIC_VERSION = "synthetic-jets-v1"
 
 
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the data comes from and how it is split.
@@ -73,14 +74,3 @@ class DataConfig:
             raise DataError(f"randomize_labels is {self.randomize_labels}: use a share in [0, 1)")
         if self.max_rows is not None and self.max_rows < 100:
             raise DataError(f"max_rows is {self.max_rows}: use at least 100 rows or leave it unset")
-
-
-def data_label(source: str) -> str:
-    """The words every output made from ``source`` carries (figures, tables, logs, records)."""
-    if source == "synthetic-jets":
-        return "SYNTHETIC data (synthetic-jets, not real LHC jets)"
-    if source == "pythia-jets":
-        from qapbo.data.pythia import NOTE
-
-        return f"pythia-jets: {NOTE}"
-    return source

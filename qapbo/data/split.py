@@ -22,8 +22,8 @@ from qapbo.data.config import (
     FEATURES,
     SYNTHETIC_VERSION,
     DataConfig,
-    data_label,
 )
+from qapbo.data.pythia import NOTE
 from qapbo.data.sources import (
     read_hdf5,
     read_openml,
@@ -243,3 +243,12 @@ def _check_arrays(x, y, class_names, feature_names, where) -> tuple[np.ndarray, 
 
 def _generation_summary(manifest: dict[str, Any]) -> dict[str, Any]:
     return {k: manifest.get(k) for k in ("key", "versions", "rows_used", "fills_used", "note")}
+
+
+def data_label(source: str) -> str:
+    """The words every output made from ``source`` carries (figures, tables, logs, records)."""
+    if source == "synthetic-jets":
+        return "SYNTHETIC data (synthetic-jets, not real LHC jets)"
+    if source == "pythia-jets":
+        return f"pythia-jets: {NOTE}"
+    return source

@@ -10,7 +10,6 @@ no gap, and reports it in one line.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Sequence
@@ -18,20 +17,9 @@ from typing import Any, Callable, Sequence
 import optuna
 
 from qapbo.errors import StudyFileError
-from qapbo.progress import LevelBars, resolve
+from qapbo.progress import LevelBars
 from qapbo.records import MIN_AUC_CONSTRAINT, min_auc_violation
 from qapbo.train.prune import collapsed_note
-
-
-def reporter(progress: bool | str, log: Callable[[str], None] | None) -> tuple[str, Callable[[str], None]]:
-    """The progress mode and the line writer of a run: ``log`` (default: stderr), silent in ``none``.
-
-    One rule for every command: ``progress`` as :func:`qapbo.progress.resolve` reads it.
-    """
-    mode = resolve(progress)
-    if mode == "none":
-        return mode, lambda msg: None
-    return mode, log or (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
 def check_contiguous(levels: Sequence[int], what: str) -> None:

@@ -18,9 +18,9 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from qapbo.data.split import JetData, load_data
 from qapbo.errors import StudyFileError
 from qapbo.nn.models import build_model
-from qapbo.progress import LevelBars
+from qapbo.progress import LevelBars, reporter
 from qapbo.records import DIRECTIONS
-from qapbo.study.chain import LevelStore, check_contiguous, reporter
+from qapbo.study.chain import LevelStore, check_contiguous
 from qapbo.study.file import StudyFile
 from qapbo.study.storage import (
     artifact_dir,

@@ -23,12 +23,13 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from qapbo.compare.fronts import best_trials_of
 from qapbo.cost.measure import require_hw
 from qapbo.data.split import JetData, load_data
 from qapbo.errors import NoSearchError, QapboError, StorageError, StudyFileError
-from qapbo.progress import LevelBars
+from qapbo.progress import LevelBars, reporter
 from qapbo.records import ATTR_REFINE_OF
-from qapbo.study.chain import LevelStore, check_contiguous, reporter
+from qapbo.study.chain import LevelStore, check_contiguous
 from qapbo.study.file import StudyFile
 from qapbo.study.storage import (
     artifact_dir,
@@ -132,14 +133,7 @@ def search_front(study: StudyFile, storage: optuna.storages.BaseStorage) -> Sear
     if not pooled:
         raise NoSearchError(f"no COMPLETE search trials of {study.path} in this storage: run "
                             f"`qapbo search {study.path}` first (refine starts from the search's front)")
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line
-    try:
-        union = optuna.create_study(directions=list(s.directions))
-        union.add_trials([t for _, t in pooled])  # numbered 0.. in this order
-        front = [pooled[t.number] for t in union.best_trials]
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    front = [pooled[t.number] for t in best_trials_of([t for _, t in pooled], s.directions)]
     front.sort(key=lambda m: (*m[1].values[1:], -m[1].values[0], m[0], m[1].number))
     return SearchFront(names, front, {(n, t.number): t for n, t in pooled})
 

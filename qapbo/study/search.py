@@ -29,7 +29,7 @@ from qapbo.errors import QapboError, StudyFileError, TrainingError
 from qapbo.nn.metrics import macro_auc
 from qapbo.nn.models import build_model
 from qapbo.progress import bar as progress_bar
-from qapbo.progress import resolve
+from qapbo.progress import reporter
 from qapbo.records import MIN_AUC_CONSTRAINT, is_feasible, min_auc_violation
 from qapbo.study.early_stop import EarlyStopper, nominal_bops
 from qapbo.study.file import PROTOCOL_SCHEDULE, StudyFile
@@ -237,10 +237,7 @@ def run_search(
     Several processes (or machines) may run this on the same storage at once: they share the
     budget, and trials of a process that died are reaped and retried.
     """
-    mode = resolve(progress)
-    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if mode == "none":
-        say = lambda msg: None  # noqa: E731
+    mode, say = reporter(progress, log)
     run = prepare_search(study, storage, n_trials, timeout, say)
     s = study.search
     store = artifact_store(artifact_dir(study, run.url))
