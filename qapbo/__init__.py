@@ -8,8 +8,8 @@ cost, train, study, compare, export) hold the rest. Names load on first use: ``i
 cheap and the command line starts at once.
 """
 
-from qapbo._lazy import lazy_names
 from qapbo._version import __version__
+from qapbo._lazy import lazy_names
 
 _NAMES = {
     "StudyFile": "qapbo.study.file",
@@ -23,7 +23,6 @@ _NAMES = {
     "run_refine": "qapbo.study.refine",
     "load_results": "qapbo.compare.results",
     "StudyResult": "qapbo.compare.results",
-    "compare": "qapbo.compare.report",
     "compare_stored": "qapbo.compare.report",
     "Comparison": "qapbo.compare.report",
     "plot_all": "qapbo.compare.figures",
@@ -42,9 +41,7 @@ _NAMES = {
     "TrainConfig": "qapbo.train.config",
     "EpochLog": "qapbo.train.loop",
     "TrainResult": "qapbo.train.loop",
-    "train": "qapbo.train.loop",
     "Measurement": "qapbo.train.measure",
-    "measure": "qapbo.train.measure",
     "train_and_measure": "qapbo.train.measure",
     "BOPS_DEFINITION": "qapbo.cost.definitions",
     "BopsReport": "qapbo.cost.bops",

@@ -11,7 +11,6 @@ _NAMES = {
     "TrainResult": "qapbo.train.loop",
     "train": "qapbo.train.loop",
     "Measurement": "qapbo.train.measure",
-    "measure": "qapbo.train.measure",
     "train_and_measure": "qapbo.train.measure",
     "versions": "qapbo.train.measure",
     "iterative_pruning": "qapbo.train.prune",
