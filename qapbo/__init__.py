@@ -8,8 +8,8 @@ cost, train, study, compare, export) hold the rest. Names load on first use: ``i
 cheap and the command line starts at once.
 """
 
-from qapbo._version import __version__
 from qapbo._lazy import lazy_names
+from qapbo._version import __version__
 
 _NAMES = {
     "StudyFile": "qapbo.study.file",
