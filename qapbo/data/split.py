@@ -1,4 +1,4 @@
-"""Jet data: one interface over the synthetic generator and the real releases.
+"""Jet data ready for training: one interface over every source (:func:`load_data`).
 
 Every source ends in :func:`prepare`, which validates the arrays, makes stratified seeded
 train/validation/test splits, fits a StandardScaler on the training split only (the reference

@@ -1,4 +1,4 @@
-"""Study files: TOML descriptions of QAP runs (and, later, searches), validated at load.
+"""Study files: TOML descriptions of a search, its refinement and a QAP baseline, validated at load.
 
 A study file is the unit users version and rerun. Everything in it is checked before any
 storage is touched, with errors that name the file, the key and the fix. Its canonical form
