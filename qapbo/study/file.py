@@ -33,10 +33,9 @@ QAP_MODES = ("ft", "lt")
 REQUIRED = object()
 _TOP = {"name": (str, REQUIRED), "seed": (int, 0), "storage": (str, None), "artifacts": (str, None),
         "description": (str, "")}
-_DATA = {"source": (str, "synthetic-jets"), "path": (str, None), "test_path": (str, None),
-         "data_home": (str, None), "label_column": (str, "class"), "n_rows": (int, 100_000),
-         "max_rows": (int, None), "val_fraction": (float, 0.2), "test_fraction": (float, 0.2),
-         "folds": (int, 1), "randomize_labels": (object, 0.0)}
+_DATA = {k: (t, getattr(DataConfig, k)) for k, t in (  # DataConfig's defaults
+    ("source", str), ("path", str), ("test_path", str), ("data_home", str), ("label_column", str), ("n_rows", int),
+    ("max_rows", int), ("val_fraction", float), ("test_fraction", float), ("folds", int), ("randomize_labels", object))}
 _TRAIN = {k: (type(v), v) for k, v in asdict(TrainConfig()).items() if k != "seed"}  # the library's defaults
 _QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (int, 32),
         "precisions": (list, list(PROTOCOL_PRECISIONS)), "modes": (list, list(QAP_MODES)),
