@@ -19,12 +19,17 @@ Keras is imported in one place, :func:`_keras`, which sets ``KERAS_BACKEND=jax``
 ``import qapbo.hgq`` always works, and the first call that needs the extra raises
 :class:`HgqError` naming ``pip install 'qapbo[hgq]'`` when it is missing.
 
-Resuming (:func:`train_hgq`): Keras' ``BackupAndRestore`` in ``workdir/backup`` (subclassed so that
-the weights file and the epoch it belongs to are replaced in one atomic step, and so that the
-Pareto front's records and the seconds spent travel with them). A run killed at any point (SIGKILL
-included) and called again with the same arguments continues from its last backed-up epoch. What
-is reproducible, measured on this CPU/JAX stack (jax/jaxlib 0.10.2, keras 3.15.1, hgq2 0.2.0) and
-tested in ``tests/test_hgq.py``:
+Workdir layout (one per seed): ``run.json`` (the arguments' identity: settings, seed, data
+fingerprint; another call's arguments are refused), and per run (``ramp`` or ``beta=<b>``)
+``backup/backup.npz`` and ``front/*.keras`` (HGQ2's ParetoFront file names).
+
+Resuming (:func:`train_hgq`): Keras' ``BackupAndRestore`` callback, subclassed so that one file
+holding every model and optimizer variable, the epoch, the Pareto front's records and the seconds
+spent is replaced atomically at the end of every ``backup_every``-th epoch (Keras' own writes two
+files one after the other, and ``save_weights`` of an HGQ2 net takes ~0.4 s). A run killed at any
+point (SIGKILL included) and called again with the same arguments continues from its last
+backed-up epoch. What is reproducible, measured on this CPU/JAX stack (jax/jaxlib 0.10.2, keras
+3.15.1, hgq2 0.2.0) and tested in ``tests/test_hgq.py``:
 
 * the checkpoints a resumed run ends with are the same as an uninterrupted run's with the same
   arguments: the same epochs, the same file names, bit-identical weights and metrics. This holds
