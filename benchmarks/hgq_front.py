@@ -1,27 +1,57 @@
-"""HGQ2 front on a qapbo split: train, cost every checkpoint, check da4ml bit-exactness (measurement for issue 21).
+"""One HGQ2 run on qapbo's split of a data source: train with a beta ramp, cost every Pareto checkpoint
+with da4ml, check that da4ml's logic gives the Keras model's logits on every test row.
 
-Usage: python benchmarks/hgq_front.py SOURCE ROWS EPOCHS BETA0 BETA1 BATCH WORKDIR
-e.g.   nice -n 19 python benchmarks/hgq_front.py pythia-jets 20000 800 5e-7 1e-3 1024 /tmp/hgq-pythia
+Prints the training CPU and wall seconds, one line per checkpoint and the two headline numbers of
+issue 21: the least LUTs at test AUC >= 0.85 and the best test AUC within 2,000 LUTs.
+
+    python benchmarks/hgq_front.py pythia-jets --rows 20000 --epochs 800 --workdir /tmp/hgq-pythia
 """
-import sys, time, json, numpy as np
-from qapbo.data import load_data, DataConfig
-from qapbo import hgq
-src, rows, epochs, beta0, beta1, bs, wd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
-d = load_data(DataConfig(source=src, n_rows=rows, seed=0))
-s = hgq.HgqSettings(epochs=epochs, beta0=beta0, beta1=beta1, batch_size=bs)
-c0=time.process_time(); w0=time.perf_counter()
-ck = hgq.train_hgq(d.x_train, d.y_train, d.x_val, d.y_val, s, wd, seed=0)
-cpu=time.process_time()-c0; wall=time.perf_counter()-w0
-print(f"{src} rows={rows} epochs={epochs} beta {beta0}->{beta1} bs={bs}: train cpu {cpu:.1f}s wall {wall:.1f}s, epoch-seconds {ck[-1].seconds:.1f} (cpu {ck[-1].cpu_seconds:.1f}), {len(ck)} checkpoints")
-rows_out=[]
-for c in ck:
-    m = hgq.load_checkpoint(c.path)
-    tr = hgq.trace_hgq(m, d.x_train)
-    co = hgq.hgq_costs(m, d.x_train, tr)
-    kl = hgq.keras_logits(m, d.x_test); ll = hgq.logic_logits(tr, d.x_test)
-    auc = hgq.test_metrics(kl, d.y_test, d.class_names)['auc']
-    rows_out.append(dict(epochs=c.epochs, val_auc=c.val_auc, test_auc=auc, exact=bool(np.array_equal(kl, ll)), **{k: co[k] for k in ('luts','latency','ebops_hgq','ebops','bops')}))
-for r in rows_out: print(r)
-ok=[r['luts'] for r in rows_out if r['test_auc']>=0.85]
-print("min LUTs at test AUC>=0.85:", min(ok) if ok else None, " best test auc at <=2000 LUTs:", max([r['test_auc'] for r in rows_out if r['luts']<=2000], default=None), " all exact:", all(r['exact'] for r in rows_out))
-json.dump(rows_out, open(wd+'/measure.json','w'))
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from qapbo.data import DataConfig, load_data
+from qapbo.train import hgq
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("source", choices=["synthetic-jets", "pythia-jets"])
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--epochs", type=int, default=800)
+    ap.add_argument("--beta0", type=float, default=hgq.HgqSettings.beta0)
+    ap.add_argument("--beta1", type=float, default=hgq.HgqSettings.beta1)
+    ap.add_argument("--batch-size", type=int, default=hgq.HgqSettings.batch_size)
+    ap.add_argument("--workdir", required=True)
+    args = ap.parse_args()
+    data = load_data(DataConfig(source=args.source, n_rows=args.rows, seed=0))
+    settings = hgq.HgqSettings(epochs=args.epochs, beta0=args.beta0, beta1=args.beta1, batch_size=args.batch_size)
+    cpu, wall = time.process_time(), time.perf_counter()
+    checkpoints = hgq.train_hgq(data.x_train, data.y_train, data.x_val, data.y_val, settings, args.workdir, seed=0)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(f"{data.label}: {args.rows} rows, {args.epochs} epochs, beta {args.beta0:g} -> {args.beta1:g}, batch "
+          f"{args.batch_size}: training {cpu:.1f} CPU s, {wall:.1f} wall s; {len(checkpoints)} checkpoints")
+    rows = []
+    for c in checkpoints:
+        model = hgq.load_checkpoint(c.path)
+        traced = hgq.trace_hgq(model, data.x_train)
+        costs = hgq.hgq_costs(model, data.x_train, traced)
+        logits = hgq.keras_logits(model, data.x_test)
+        rows.append({"epochs": c.epochs, "val_auc": c.val_auc,
+                     "test_auc": hgq.test_metrics(logits, data.y_test, data.class_names)["auc"],
+                     "exact": bool(np.array_equal(logits, hgq.logic_logits(traced, data.x_test))),
+                     **{k: costs[k] for k in ("luts", "latency", "ebops", "ebops_hgq", "bops")}})
+        print(json.dumps(rows[-1]))
+    ok = [r["luts"] for r in rows if r["test_auc"] >= 0.85]
+    cheap = [r["test_auc"] for r in rows if r["luts"] <= 2000]
+    print(f"min LUTs at test AUC >= 0.85: {min(ok) if ok else None}; best test AUC at <= 2,000 LUTs: "
+          f"{max(cheap) if cheap else None}; da4ml bit-exact on every checkpoint: {all(r['exact'] for r in rows)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -59,3 +59,11 @@ class ExportError(QapboError):
 
 class Hls4mlError(QapboError):
     """hls4ml (or what it needs: g++, da4ml) is missing, or its conversion cannot be configured."""
+
+
+class HgqError(QapboError):
+    """HGQ2 cannot run as asked: its extra is missing, keras has another backend, or a workdir clashes."""
+
+
+class HgqSettingsError(HgqError, SpecError):
+    """An HGQ2 setting is invalid."""

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qapbo import hgq
 from qapbo.errors import QapboError, SpecError
+from qapbo.train import hgq
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 needs_hgq = pytest.mark.skipif(not hgq.hgq_available(), reason="needs the extra qapbo[hgq] (hgq2, keras, jax, da4ml)")
@@ -73,7 +73,7 @@ def test_a_missing_extra_is_one_line_naming_the_install():
     r = _python("""
         import sys
         sys.modules["hgq"] = None
-        from qapbo import hgq
+        from qapbo.train import hgq
         assert not hgq.hgq_available() or True
         try:
             hgq.train_hgq(None, None, None, None, hgq.HgqSettings(), "/nonexistent", 0)
@@ -93,7 +93,7 @@ def test_keras_with_another_backend_is_refused():
         import os
         os.environ["KERAS_BACKEND"] = "torch"
         import keras
-        from qapbo import hgq
+        from qapbo.train import hgq
         try:
             hgq.build_model(hgq.HgqSettings(), 16, 5, 1e-6)
         except hgq.HgqError as exc:
@@ -190,7 +190,7 @@ def test_every_checkpoint_has_every_cost_and_da4ml_reproduces_it(reference, tiny
         assert np.array_equal(k_logits.argmax(1), l_logits.argmax(1))
         assert np.array_equal(k_logits, l_logits)
         m = hgq.test_metrics(k_logits, d.y_test, d.class_names)
-        from qapbo.metrics import macro_auc
+        from qapbo.nn.metrics import macro_auc
 
         assert m["auc"] == pytest.approx(macro_auc(hgq.softmax(k_logits), d.y_test), abs=1e-12) and m["auc"] > 0.6
         luts.append(costs["luts"])
@@ -209,7 +209,7 @@ def _with_bias_bits(model, layers):
 
 
 def test_bops_per_weight_reduces_to_hawks_and_ebops_counts_values():
-    from qapbo.bops import linear_bops
+    from qapbo.cost.bops import linear_bops
 
     rng = np.random.default_rng(0)
     w = rng.integers(-3, 4, size=(6, 4)).astype(np.float64) / 4  # (inputs, outputs), 2 fraction bits
@@ -239,7 +239,7 @@ def test_sigkill_mid_run_then_the_same_call_resumes_to_the_same_checkpoints(refe
     s = SETTINGS.to_dict()
     code = f"""
         import sys, time
-        from qapbo import hgq
+        from qapbo.train import hgq
         from qapbo.data import DataConfig, load_data
         d = {DATA}
         def progress(e):

@@ -16,7 +16,7 @@ and its ``example/small_jet_tagger.ipynb`` do, on arrays that qapbo's split prov
 
 Keras is imported in one place, :func:`_keras`, which sets ``KERAS_BACKEND=jax`` first (and
 ``JAX_PLATFORMS=cpu`` unless set). Nothing here imports keras, hgq, jax or da4ml at import time:
-``import qapbo.hgq`` always works, and the first call that needs the extra raises
+``import qapbo.train.hgq`` always works, and the first call that needs the extra raises
 :class:`HgqError` naming ``pip install 'qapbo[hgq]'`` when it is missing.
 
 Workdir layout (one per seed): ``run.json`` (the arguments' identity: settings, seed, data
@@ -62,7 +62,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import QapboError, SpecError
+from qapbo.errors import HgqError, HgqSettingsError
 
 HGQ_EXTRA = "pip install 'qapbo[hgq]'"
 #: Packages of the extra, by import name (what is probed) and distribution name (what is reported).
@@ -80,14 +80,6 @@ DEFINITIONS: dict[str, str] = {
 FRONT_METRICS = ("val_auc", "ebops")
 FRONT_SIDES = (1, -1)
 STATE_VERSION = 1
-
-
-class HgqError(QapboError):
-    """HGQ2 cannot run as asked: its extra is missing, keras has another backend, or a workdir clashes."""
-
-
-class HgqSettingsError(HgqError, SpecError):
-    """An HGQ2 setting is invalid."""
 
 
 class HgqInterrupted(KeyboardInterrupt):
@@ -137,9 +129,8 @@ def _keras():
         os.environ["KERAS_BACKEND"] = "jax"
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     try:
-        import keras
-
         import hgq  # noqa: F401  (registers HGQ2's layers for keras.models.load_model)
+        import keras
     except ImportError as exc:  # pragma: no cover - require_hgq saw the modules, but they do not import
         raise HgqError(f"HGQ2 could not be imported ({exc}): {HGQ_EXTRA}") from exc
     return keras
@@ -751,7 +742,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def logit_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Macro one-vs-rest AUC of the softmax (qapbo.metrics.macro_auc), accuracy and mean cross-entropy."""
-    from .metrics import macro_auc
+    from qapbo.nn.metrics import macro_auc
 
     y = np.asarray(y, np.int64)
     p = softmax(logits)
@@ -762,7 +753,7 @@ def logit_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def test_metrics(logits: np.ndarray, y: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Every classifier metric qapbo reports (``qapbo.metrics.classification_metrics`` of the softmax):
     ``auc`` is the same macro one-vs-rest AUC as every study's."""
-    from .metrics import classification_metrics
+    from qapbo.nn.metrics import classification_metrics
 
     return classification_metrics(softmax(logits), np.asarray(y, np.int64), class_names)
 
@@ -799,7 +790,7 @@ def trace_hgq(model, x_calib: np.ndarray) -> HgqTrace:
     from da4ml.converter import trace_model
     from da4ml.trace import comb_trace
 
-    from .cost import SOLVER_OPTIONS
+    from qapbo.cost.measure import SOLVER_OPTIONS
 
     t0 = time.perf_counter()
     inp, out = trace_model(model, solver_options=dict(SOLVER_OPTIONS))
@@ -860,7 +851,7 @@ def hgq_ebops(layers: list[dict[str, np.ndarray]]) -> tuple[float, list[float]]:
     that of bias i's. With one format per layer this is exactly what :mod:`qapbo.cost` computes for
     a Brevitas net with power-of-two scales.
     """
-    from .cost import linear_ebops
+    from qapbo.cost.measure import linear_ebops
 
     per = []
     for r in layers:
