@@ -18,7 +18,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-DIRECTIONS = ("maximize", "minimize")
+DIRECTIONS = ("maximize", "minimize")  # AUC, then a cost: the axes of every front qapbo compares
 
 #: Default minimum useful AUC: chance (0.5) plus a margin of 0.05, beyond the test-set noise of a
 #: chance-level tagger on a few thousand jets.
@@ -34,10 +34,13 @@ ATTR_FILE = "qapbo_study_file"
 ATTR_HASH = "qapbo_config_hash"
 #: What a study (and each of its trials, as the ``kind`` user attribute) is.
 KINDS = ("search", "qap", "refine")
-ATTR_KIND = "qapbo_kind"  # study user attribute: "search", "qap" or "refine"
+ATTR_KIND = "qapbo_kind"  # study user attribute, one of KINDS
 
 ATTR_REFINE_OF = "qapbo_refine_of"  # refine study user attribute: names of the searches it refines
-
+#: study user attribute prefix of costs measured after a trial finished (``qapbo costs``): Optuna
+#: never changes a finished trial, so they are kept on the study, keyed by trial number
+ATTR_LATE_COSTS = "qapbo_costs_trial_"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that spent compute (FAIL is left out)
 
 
 def min_auc_violation(auc: float, min_auc: float) -> float:
@@ -45,28 +48,15 @@ def min_auc_violation(auc: float, min_auc: float) -> float:
     return float(min_auc) - float(auc)
 
 
-
 def is_feasible(t: FrozenTrial) -> bool:
     """Every stored constraint (min AUC and the user's own) satisfied, as Optuna judges it."""
     return all(v <= 0.0 for v in t.constraints.values())
-
-
-
-#: study user attribute prefix of costs measured after a trial finished (``qapbo costs``): Optuna
-#: never changes a finished trial, so they are kept on the study, keyed by trial number
-ATTR_LATE_COSTS = "qapbo_costs_trial_"
-
 
 
 def cost_of(t: FrozenTrial, cost: str) -> float | None:
     """The trial's ``cost`` (a :mod:`qapbo.cost.measure` name) as recorded, or None."""
     v = t.user_attrs.get(cost)
     return None if v is None else float(v)
-
-
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that spent compute (FAIL is left out)
-
 
 
 def with_late_costs(t: FrozenTrial, study_attrs: dict[str, Any]) -> FrozenTrial:

@@ -21,7 +21,6 @@ class HistoryStep(NamedTuple):
     point: bool  # False: the trial added time but no point (stopped early, or without the compared cost)
 
 
-
 def hypervolume_history(r: StudyResult, ref: tuple[float, float]) -> list[HistoryStep]:
     """The hypervolume ``r`` had reached against the compute it had spent, one step per finished
     trial, after a first step at its starting compute (0, or a refine study's sources' total)."""
@@ -34,7 +33,6 @@ def hypervolume_history(r: StudyResult, ref: tuple[float, float]) -> list[Histor
     return out
 
 
-
 def hypervolume_at(history: Sequence[HistoryStep], seconds: float | None = None,
                    epochs: int | None = None) -> float:
     """The hypervolume of the trials finished within ``seconds`` (and/or ``epochs``) of compute."""
@@ -44,7 +42,6 @@ def hypervolume_at(history: Sequence[HistoryStep], seconds: float | None = None,
             break
         hv = h.hypervolume
     return hv
-
 
 
 def equal_compute(results: Sequence[StudyResult], ref: tuple[float, float]) -> list[dict[str, Any]]:

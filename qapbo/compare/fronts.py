@@ -57,11 +57,9 @@ def hypervolume(points: Iterable[tuple[float, float]], ref: tuple[float, float])
     return area
 
 
-
 def covers(a: tuple[float, float], b: tuple[float, float]) -> bool:
     """Weak Pareto dominance: ``a`` is at least as good as ``b`` in both AUC and BOPs."""
     return a[0] >= b[0] and a[1] <= b[1]
-
 
 
 def coverage(front_a: Sequence[tuple[float, float]], front_b: Sequence[tuple[float, float]]) -> float:
@@ -71,12 +69,10 @@ def coverage(front_a: Sequence[tuple[float, float]], front_b: Sequence[tuple[flo
     return sum(any(covers(a, b) for a in front_a) for b in front_b) / len(front_b)
 
 
-
 def min_cost_at_auc(points: Iterable[tuple[float, float]], target: float) -> float | None:
     """The smallest BOPs among points with AUC >= ``target`` (None if none reaches it)."""
     ok = [b for a, b in points if a >= target]
     return min(ok) if ok else None
-
 
 
 def best_auc_within(points: Iterable[tuple[float, float]], budget: float) -> float | None:
@@ -85,10 +81,8 @@ def best_auc_within(points: Iterable[tuple[float, float]], budget: float) -> flo
     return max(ok) if ok else None
 
 
-
 def values(trials: Iterable[FrozenTrial]) -> list[tuple[float, float]]:
     return [(t.values[0], t.values[1]) for t in trials]
-
 
 
 def reference_point(results: Sequence[StudyResult]) -> tuple[float, float]:

@@ -121,20 +121,16 @@ class Comparison:
         return "\n".join(lines)
 
 
-
 def _fmt_bops(v: float | None) -> str:
     return "—" if v is None else f"{v:,.0f}"
-
 
 
 def _fmt_seconds(v: float) -> str:
     return f"{v:,.0f}" if v >= 10 else f"{v:.3g}"  # short test runs take well under 10 s
 
 
-
 def _fmt_auc(v: float | None) -> str:
     return "—" if v is None else f"{v:.4f}"
-
 
 
 def default_targets(results: Sequence[StudyResult]) -> tuple[list[float], list[float]]:
@@ -148,7 +144,6 @@ def default_targets(results: Sequence[StudyResult]) -> tuple[list[float], list[f
     hi = max(t.values[1] for t in union)
     budgets = [10.0 ** k for k in range(math.ceil(math.log10(lo)), math.floor(math.log10(hi)) + 1)] or [hi]
     return targets, budgets
-
 
 
 def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = None,
@@ -196,7 +191,6 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
     return cmp
 
 
-
 def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None = None) -> dict[str, Any]:
     """Do the costs agree? Over every stored trial: Spearman's rank correlation of each pair of costs,
     and, per study, the trials on the AUC front under one cost but not under another.
@@ -232,7 +226,6 @@ def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None =
     return {"correlations": pairs, "fronts": fronts}
 
 
-
 def equal_compute_markdown(pairs: Sequence[dict[str, Any]]) -> str:
     """The equal-compute table and one plain sentence per pair: the comparison's headline numbers."""
     lines = [("\nEqual compute: each pair at the training time (and, apart, the epochs) the cheaper study spent "
@@ -251,7 +244,6 @@ def equal_compute_markdown(pairs: Sequence[dict[str, Any]]) -> str:
         lines.append(f"- At the {_fmt_seconds(p['budget_seconds'])} s {cheap} spent, {other} had reached hypervolume "
                      f"{hv_other:.4f} against {cheap}'s {hv_cheap:.4f}.")
     return "\n".join(lines)
-
 
 
 def agreement_markdown(agreement: dict[str, Any]) -> str:

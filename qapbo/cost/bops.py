@@ -27,7 +27,6 @@ def linear_bops(n_in: int, n_out: int, w_bits: int, a_bits: int, density: float 
     return n_out * n_in * (density * a_bits * w_bits + a_bits + w_bits + math.log2(n_in))
 
 
-
 @dataclass(frozen=True)
 class LayerBops:
     layer: int
@@ -44,7 +43,6 @@ class LayerBops:
         return self.nonzero / self.params
 
 
-
 @dataclass(frozen=True)
 class BopsReport:
     total: float
@@ -54,7 +52,6 @@ class BopsReport:
     def to_dict(self) -> dict:
         return {"total": self.total, "definition": self.definition,
                 "layers": [asdict(layer) | {"density": layer.density} for layer in self.layers]}
-
 
 
 @torch.no_grad()

@@ -56,7 +56,6 @@ SOLVER_OPTIONS = {"search_all_decompose_dc": False}
 PRECISION = 12
 
 
-
 def hw_available() -> bool:
     try:
         import da4ml.trace  # noqa: F401
@@ -65,13 +64,11 @@ def hw_available() -> bool:
     return True
 
 
-
 def require_hw(costs: Any, where: str = "") -> None:
     """Refuse, with the install line, costs that need da4ml when it is missing."""
     need = [c for c in costs if c in HW_COSTS]
     if need and not hw_available():
         raise CostError(f"{where}{' and '.join(need)} need da4ml, which is not installed: {HW_EXTRA}")
-
 
 
 @dataclass(frozen=True)
@@ -87,13 +84,11 @@ class CostConfig:
                 "constants_precision": self.precision, "da4ml_solver": dict(SOLVER_OPTIONS)}
 
 
-
 def cost_view(model: JetTagger, config: CostConfig = CostConfig()) -> FixedPointView:
     """The fixed-point view every cost reads (the input range is unused: the input format is given)."""
     top = config.input_format.bounds[1]
     return fixed_point_view(model, (-top, top), config.precision, input_format=config.input_format,
                             float_format=config.float_format)
-
 
 
 def weight_bits(w_int: np.ndarray) -> np.ndarray:
@@ -103,14 +98,12 @@ def weight_bits(w_int: np.ndarray) -> np.ndarray:
     return np.where(a > 0, mag + 1, 0).astype(np.int64)
 
 
-
 def linear_ebops(w_int: np.ndarray, input_bits: np.ndarray | int, bias_bits: np.ndarray | int = 0) -> int:
     """EBOPs of one linear layer, weights ``(outputs, inputs)``: sum_ij in_bits_j * bits(w_ij) + sum_i bias_bits_i."""
     w = np.asarray(w_int)
     in_bits = np.broadcast_to(np.asarray(input_bits, np.int64), (w.shape[1],))
     b_bits = np.broadcast_to(np.asarray(bias_bits, np.int64), (w.shape[0],))
     return int((weight_bits(w) @ in_bits).sum() + b_bits.sum())
-
 
 
 def view_ebops(view: FixedPointView) -> tuple[int, list[int]]:
@@ -132,12 +125,10 @@ def view_ebops(view: FixedPointView) -> tuple[int, list[int]]:
     return sum(per), per
 
 
-
 def _kif(f: Fixed) -> tuple[int, int, int]:
     """da4ml's (sign, integer bits without sign, fraction bits) of a format."""
     k = 1 if f.signed else 0
     return k, f.integer - k, f.fraction
-
 
 
 def _requantize_trace(x: Any, q: Requantizer) -> Any:
@@ -152,7 +143,6 @@ def _requantize_trace(x: Any, q: Requantizer) -> Any:
     return v
 
 
-
 def _affine_trace(acc: Any, layer: LayerView) -> Any:
     scale = layer.scale_format.round(layer.scale)
     bias = layer.bias_format.round(layer.bias)
@@ -162,7 +152,6 @@ def _affine_trace(acc: Any, layer: LayerView) -> Any:
     # truncate to the result's fraction bits; its range holds every value by construction, so the
     # integer part is left as traced (da4ml 0.6.0's interpreter mis-wraps wide values otherwise)
     return y.quantize(f=layer.result_format.fraction, round_mode="TRN")
-
 
 
 def trace(view: FixedPointView) -> Any:
@@ -181,12 +170,10 @@ def trace(view: FixedPointView) -> Any:
     return comb_trace(inp, x)
 
 
-
 def run_logic(comb: Any, view: FixedPointView, x: np.ndarray) -> np.ndarray:
     """Logits the traced logic computes for float rows ``x`` (converted to the input format first)."""
     h = view.input_format.round_even_saturate(np.asarray(x, np.float64))
     return np.array([np.asarray(comb(row), np.float64) for row in h])
-
 
 
 def measure_costs(model: JetTagger, config: CostConfig = CostConfig(), hw: bool | None = None) -> dict[str, Any]:
@@ -222,9 +209,7 @@ def measure_costs(model: JetTagger, config: CostConfig = CostConfig(), hw: bool 
     return rec
 
 
-
 _noticed = [False]
-
 
 
 def notice_once() -> None:

@@ -29,7 +29,6 @@ OPENML_NAME = "hls4ml_lhc_jets_hlf"
 SYNTHETIC_VERSION = "synthetic-jets-v1"
 
 
-
 @dataclass(frozen=True)
 class DataConfig:
     """Where the data comes from and how it is split.

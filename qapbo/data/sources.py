@@ -40,7 +40,6 @@ def read_pythia_jets(config: DataConfig) -> tuple[np.ndarray, np.ndarray, dict[s
     return jetgen.load_set(where, config.n_rows, settings)
 
 
-
 def synthetic_jets(n_rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Seeded synthetic stand-in for the hls4ml jet features (NOT real physics).
 
@@ -102,14 +101,12 @@ def synthetic_jets(n_rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y.astype(np.int64)
 
 
-
 def _resonance(rng: np.random.Generator, k: int, m: float, s: float, lost: float) -> np.ndarray:
     """A boson mass peak; a share ``lost`` of jets had a prong groomed away (QCD-like mass)."""
     out = rng.normal(m, s, k)
     miss = rng.random(k) < lost
     out[miss] = rng.lognormal(np.log(30), 0.6, miss.sum())
     return np.abs(out) + 1.0
-
 
 
 def _top_mass(rng: np.random.Generator, k: int) -> np.ndarray:
@@ -120,7 +117,6 @@ def _top_mass(rng: np.random.Generator, k: int) -> np.ndarray:
     low = u > 0.85
     out[low] = rng.lognormal(np.log(40), 0.6, low.sum())
     return np.abs(out) + 1.0
-
 
 
 def read_openml(data_home: str | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
@@ -155,7 +151,6 @@ def read_openml(data_home: str | None) -> tuple[np.ndarray, np.ndarray, tuple[st
         raise DataError(f"OpenML labels {unknown} are not among {CLASSES}: the cache holds another dataset")
     y = np.array([CLASSES.index(v) for v in labels], dtype=np.int64)
     return x, y, CLASSES, FEATURES
-
 
 
 def read_hdf5(path: str | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
@@ -196,7 +191,6 @@ def read_hdf5(path: str | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]
         xs.append(x)
         ys.append(onehot.argmax(axis=1))
     return np.concatenate(xs), np.concatenate(ys), CLASSES, FEATURES
-
 
 
 def read_table(path: str | None, label_column: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
@@ -272,7 +266,6 @@ def read_table(path: str | None, label_column: str) -> tuple[np.ndarray, np.ndar
     return x, y, classes, tuple(names)
 
 
-
 def _encode_labels(labels: np.ndarray, where: Path, label_column: str) -> tuple[tuple[str, ...], np.ndarray]:
     """Class names as written and integer labels; numeric labels ordered by value, others as text."""
     if labels.ndim != 1:
@@ -288,7 +281,6 @@ def _encode_labels(labels: np.ndarray, where: Path, label_column: str) -> tuple[
     return tuple(names), np.array([index[t] for t in text], dtype=np.int64)
 
 
-
 def _label_text(v: Any) -> str | None:
     """A label as the user wrote it; None for a missing one (NaN, None, empty text)."""
     if isinstance(v, bytes):
@@ -299,7 +291,6 @@ def _label_text(v: Any) -> str | None:
         return str(int(v))  # an integer column that pandas or numpy stored as float
     t = str(v)
     return t if t.strip() else None
-
 
 
 def _label_order_key(text: Sequence[str]):

@@ -86,7 +86,6 @@ class JetData:
         }
 
 
-
 def load_data(config: DataConfig) -> JetData:
     """Load, validate, split and standardize the data that ``config`` names."""
     config.validate()
@@ -119,7 +118,6 @@ def load_data(config: DataConfig) -> JetData:
     data = prepare(x, y, classes, features, config, test=test)
     data.generation = generation
     return data
-
 
 
 def prepare(
@@ -187,7 +185,6 @@ def prepare(
     )
 
 
-
 def randomize_labels(y: np.ndarray, share: float, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Randomize the labels of exactly ``round(share * len(y))`` rows; returns (labels, those rows).
 
@@ -203,13 +200,11 @@ def randomize_labels(y: np.ndarray, share: float, n_classes: int, seed: int) -> 
     return out, rows
 
 
-
 def _split(x: np.ndarray, y: np.ndarray, keep: float | int, seed: int):
     try:
         return train_test_split(x, y, train_size=keep, stratify=y, random_state=seed)
     except ValueError as exc:  # a class too rare to appear in every split
         raise DataError(f"cannot make stratified splits ({exc}): give every class more rows") from None
-
 
 
 def _check_arrays(x, y, class_names, feature_names, where) -> tuple[np.ndarray, np.ndarray]:

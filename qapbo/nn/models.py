@@ -35,7 +35,6 @@ ACT_MAX_INIT = 6.0  # PROTOCOL: learned activation scale initialised at 6
 INPUT_MAX_INIT = 4.0  # standardized inputs: +-4 sigma covers nearly every jet
 
 
-
 @dataclass
 class _QuantConsts:
     """Constants of one Brevitas quantizer, read once from the quantizer itself."""
@@ -50,11 +49,9 @@ class _QuantConsts:
         return float(self.max_int)
 
 
-
 def _tensor_quant(proxy: nn.Module) -> nn.Module:
     tq = proxy.tensor_quant
     return getattr(tq, "tensor_quant", tq)  # unwrap a fused activation proxy level
-
 
 
 def _consts(tq: nn.Module) -> _QuantConsts:
@@ -64,7 +61,6 @@ def _consts(tq: nn.Module) -> _QuantConsts:
         min_int=tq.int_quant.min_int(bw).detach().clone(),
         max_int=tq.int_quant.max_int(bw).detach().clone(),
     )
-
 
 
 class JetTagger(nn.Module):
@@ -235,7 +231,6 @@ class JetTagger(nn.Module):
         return sum(weight_param(lin).abs().sum() for lin in self.linears)
 
 
-
 class WeightMask(nn.Module):
     """Parametrization ``weight = original * mask``; the mask is a buffer saved with the model."""
 
@@ -247,22 +242,18 @@ class WeightMask(nn.Module):
         return w * self.mask
 
 
-
 def weight_param(lin: nn.Module) -> nn.Parameter:
     return lin.parametrizations.weight.original
-
 
 
 def weight_mask(lin: nn.Module) -> torch.Tensor:
     return lin.parametrizations.weight[0].mask
 
 
-
 def _bit_width(module: nn.Module | None, attr: str) -> int:
     if module is None or not hasattr(module, attr):
         return FLOAT_BITS
     return int(getattr(module, attr).bit_width().item())
-
 
 
 def _batch_norm(n: int, mode: str) -> nn.Module:
@@ -275,7 +266,6 @@ def _batch_norm(n: int, mode: str) -> nn.Module:
     return nn.BatchNorm1d(n, track_running_stats=False)
 
 
-
 def act_scale_param(module: nn.Module) -> nn.Parameter:
     """The learned scale of a Brevitas activation quantizer.
 
@@ -285,12 +275,10 @@ def act_scale_param(module: nn.Module) -> nn.Parameter:
     return module.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value
 
 
-
 def _fake_quant_input(x: torch.Tensor, scale_param: torch.Tensor, c: _QuantConsts) -> torch.Tensor:
     # Signed input quantizer: both clamps can act; plain op chain (it runs once a step).
     scale = torch.abs(scale_param) / c.threshold
     return torch.clamp(round_ste(x / scale), c.min_int, c.max_int) * scale
-
 
 
 def build_model(spec: ModelSpec, seed: int | None = None) -> JetTagger:

@@ -17,7 +17,6 @@ MIN_BITS, MAX_BITS = 2, 16
 BN_MODES = ("none", "affine", "no-affine", "no-stats")
 
 
-
 def _bits_tuple(value: int | Sequence[int] | None, n: int, what: str, default: Sequence[int]) -> tuple[int, ...]:
     if value is None:
         return tuple(default)
@@ -36,7 +35,6 @@ def _bits_tuple(value: int | Sequence[int] | None, n: int, what: str, default: S
                 f"{MIN_BITS} to {MAX_BITS}, or {FLOAT_BITS} for float"
             )
     return out
-
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ class EpochLog:
     seconds: float
 
 
-
 @dataclass
 class TrainResult:
     epochs: int
@@ -39,7 +38,6 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     history: list[EpochLog] = field(default_factory=list)
-
 
 
 def train(
@@ -103,7 +101,6 @@ def train(
     )
 
 
-
 @torch.no_grad()
 def validation_loss(model: JetTagger, x: torch.Tensor, y: torch.Tensor, batch_size: int = 65536) -> float:
     """Mean cross-entropy (no L1) in eval mode."""
@@ -112,7 +109,6 @@ def validation_loss(model: JetTagger, x: torch.Tensor, y: torch.Tensor, batch_si
     for i in range(0, len(y), batch_size):
         total += float(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size], reduction="sum"))
     return total / len(y)
-
 
 
 def _snapshot(model: JetTagger) -> dict[str, torch.Tensor]:
