@@ -62,6 +62,12 @@ class DataConfig:
     folds: int = 1  # k > 1: k-fold cross-validation of the non-test rows; ``fold`` is validation
     fold: int = 0
     randomize_labels: float = 0.0  # share of training rows (train + validation) given a random label
+    # pythia-jets generation options (qapbo.jetgen.OPTIONS); None: the generator's default
+    detector: str | None = None
+    selection: str | None = None
+    radius: float | None = None
+    zlogz: str | None = None
+    undefined: str | None = None
 
     def validate(self) -> None:
         if self.source not in SOURCES:
@@ -113,6 +119,8 @@ class JetData:
     @property
     def label(self) -> str:
         """How outputs name this data; says "synthetic" or "no detector simulation" whenever it is."""
+        if self.generation and self.generation.get("note"):  # pythia-jets: what the set says it is
+            return f"{self.source}: {self.generation['note']}"
         return data_label(self.source)
 
     def describe(self) -> dict[str, Any]:
@@ -185,9 +193,11 @@ def read_pythia_jets(config: DataConfig) -> tuple[np.ndarray, np.ndarray, dict[s
 
     from . import jetgen
 
-    settings = jetgen.GenSettings(seed=config.seed, chunk_size=jetgen.default_chunk_size(config.n_rows))
-    if config.path:
-        return jetgen.load_set(config.path, config.n_rows, seed=config.seed)  # the user's own set
+    opts = jetgen.options({k: getattr(config, k) for k in jetgen.OPTIONS})
+    settings = jetgen.GenSettings(seed=config.seed, chunk_size=jetgen.default_chunk_size(config.n_rows), **opts)
+    settings.validate()
+    if config.path:  # the user's own set
+        return jetgen.load_set(config.path, config.n_rows, seed=config.seed, options=opts)
     where = jetgen.set_dir(settings, config.data_home)  # needs the extra: names it if missing
     try:
         return jetgen.load_set(where, config.n_rows, settings)

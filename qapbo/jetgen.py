@@ -171,6 +171,14 @@ class GenSettings:
         ]
 
 
+def options(given: dict[str, Any]) -> dict[str, Any]:
+    """GenSettings fields from study-file / CLI options (OPTIONS names); None means the default."""
+    unknown = sorted(set(given) - set(OPTIONS))
+    if unknown:
+        raise DataError(f"unknown pythia-jets option(s) {', '.join(unknown)}: use {', '.join(OPTIONS)}")
+    return {OPTIONS[k]: float(v) if k == "radius" else v for k, v in given.items() if v is not None}
+
+
 def chunk_seed(seed: int, cls: str, chunk: int) -> int:
     """Pythia's seed for one chunk: in 1..900,000,000 (0 would mean 'from the clock')."""
     state = np.random.SeedSequence([seed, CLASSES.index(cls), chunk]).generate_state(1, np.uint64)[0]
@@ -339,7 +347,8 @@ def release_detector(pid: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.nda
     The cells are made per event from the occupied cells only, never as dense grids.
     """
     pt = np.hypot(px, py)
-    eta = np.arcsinh(pz / pt)
+    with np.errstate(divide="ignore", invalid="ignore"):  # pT = 0: no eta, so outside the calorimeters
+        eta = np.arcsinh(pz / pt)
     phi = np.mod(np.arctan2(py, px), 2 * np.pi)
     charged = np.isin(pid, CHARGED)
     track = charged & (pt <= det.track_pt_max)

@@ -39,7 +39,11 @@ _TOP = {"name": (str, REQUIRED), "seed": (int, 0), "storage": (str, None), "arti
 _DATA = {"source": (str, "synthetic-jets"), "path": (str, None), "test_path": (str, None),
          "data_home": (str, None), "label_column": (str, "class"), "n_rows": (int, 100_000),
          "max_rows": (int, None), "val_fraction": (float, 0.2), "test_fraction": (float, 0.2),
-         "folds": (int, 1), "randomize_labels": (object, 0.0)}
+         "folds": (int, 1), "randomize_labels": (object, 0.0),
+         # pythia-jets generation options (qapbo.jetgen.OPTIONS); unset: the generator's defaults
+         "detector": (str, None), "selection": (str, None), "radius": (float, None), "zlogz": (str, None),
+         "undefined": (str, None)}
+_JET_OPTIONS = ("detector", "selection", "radius", "zlogz", "undefined")  # qapbo.jetgen.OPTIONS
 _TRAIN = {"epochs": (int, 250), "lr": (float, 1e-4), "batch_size": (int, 1024), "l1": (float, 1e-4),
           "patience": (int, 10), "threads": (int, 1)}
 _QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (int, 32),
@@ -192,6 +196,9 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     for sec, schema in SECTIONS.items():
         if sec in sections or sec in ("data", "train") or (sec == "objectives" and "search" in sections):
             canonical[sec] = _check(sections.get(sec, {}), schema, where, f"[{sec}]")
+    for k in _JET_OPTIONS:  # unset generation options stay out of the canonical form (older studies keep their hash)
+        if canonical["data"][k] is None:
+            del canonical["data"][k]
     if "refine" in canonical and "search" not in canonical:
         raise StudyFileError(f"{where}: [refine] refines the members of the search's front; add a [search] "
                              "section (or remove [refine])")
