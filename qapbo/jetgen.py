@@ -250,22 +250,28 @@ def release_undefined(n_constituents: np.ndarray, n_groomed: np.ndarray) -> np.n
 
 
 def _ecf_requests() -> dict[str, dict[str, Any]]:
-    """The contrib EnergyCorrelator call behind each ratio feature (Larkoski-Salam-Thaler; Moult-Necib-Thaler).
+    """The contrib EnergyCorrelator calls made on each groomed jet (Larkoski-Salam-Thaler; Moult-Necib-Thaler).
 
-    C1^(b) = e2^(b); C2^(b) = e3^(b) / (e2^(b))^2; D2^(b) = e3^(b) / (e2^(b))^3;
-    D2^(a,b) = 3e3^(a) / (1e2^(b))^(3a/b); M2^(b) = 1e3^(b) / 1e2^(b); N2^(b) = 2e3^(b) / (1e2^(b))^2,
+    C1^(b) = e2^(b); C2^(b) = e3^(b) / (e2^(b))^2; M2^(b) = 1e3^(b) / 1e2^(b); N2^(b) = 2e3^(b) / (1e2^(b))^2,
     all normalized with z_i = pT_i / sum pT and angles dR_ij in rapidity-azimuth (measure pt_R).
+    The D2s follow from C1 and C2 (:func:`_derived_ratios`): four O(n^3) passes fewer per jet.
     """
     return {
         "c1_b0_mmdt": {"func": "c1", "beta": 0}, "c1_b1_mmdt": {"func": "c1", "beta": 1},
         "c1_b2_mmdt": {"func": "c1", "beta": 2},
         "c2_b1_mmdt": {"func": "c2", "beta": 1}, "c2_b2_mmdt": {"func": "c2", "beta": 2},
-        "d2_b1_mmdt": {"func": "d2", "beta": 1}, "d2_b2_mmdt": {"func": "d2", "beta": 2},
-        "d2_a1_b1_mmdt": {"func": "generalizedd2", "alpha": 1, "beta": 1},
-        "d2_a1_b2_mmdt": {"func": "generalizedd2", "alpha": 1, "beta": 2},
         "m2_b1_mmdt": {"func": "m2", "beta": 1}, "m2_b2_mmdt": {"func": "m2", "beta": 2},
         "n2_b1_mmdt": {"func": "n2", "beta": 1}, "n2_b2_mmdt": {"func": "n2", "beta": 2},
     }
+
+
+def _derived_ratios(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """D2^(b) = e3^(b) / (e2^(b))^3 = C2^(b) / C1^(b); D2^(a=1,b) = e3^(1) / (e2^(b))^(3/b) with
+    e3^(1) = C2^(1) (C1^(1))^2 (contrib's EnergyCorrelatorD2 and GeneralizedD2, to rounding)."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # a groomed jet of one constituent: 0/0, filled
+        e3_b1 = f["c2_b1_mmdt"] * f["c1_b1_mmdt"] ** 2
+        return {"d2_b1_mmdt": f["c2_b1_mmdt"] / f["c1_b1_mmdt"], "d2_b2_mmdt": f["c2_b2_mmdt"] / f["c1_b2_mmdt"],
+                "d2_a1_b1_mmdt": e3_b1 / f["c1_b1_mmdt"] ** 3, "d2_a1_b2_mmdt": e3_b1 / f["c1_b2_mmdt"] ** 1.5}
 
 
 # --------------------------------------------------------------------------- the release's detector
@@ -429,8 +435,10 @@ def features(jets: Any, settings: GenSettings) -> tuple[np.ndarray, Any]:
     groomed = sd.constituents
     out[:, col["n_groomed"]] = ak.to_numpy(ak.num(groomed.px))
     seq = fastjet.ClusterSequence(groomed, whole)
-    for name, kw in _ecf_requests().items():
-        out[:, col[name]] = np.asarray(seq.exclusive_jets_energy_correlator(njets=1, **kw), dtype=np.float64)
+    ecf = {name: np.asarray(seq.exclusive_jets_energy_correlator(njets=1, **kw), dtype=np.float64)
+           for name, kw in _ecf_requests().items()}
+    for name, values in (ecf | _derived_ratios(ecf)).items():
+        out[:, col[name]] = values
     ratios = [col[c] for c in RATIO_FEATURES]
     bad = ~np.isfinite(out[:, ratios])
     filled = bad.any(axis=1)
