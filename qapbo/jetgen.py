@@ -497,7 +497,7 @@ def generate_jets(settings: GenSettings, cls: str, chunk: int, n_jets: int,
             if settings.selection == "leading":
                 lead = _leading_jets(ak, jets, cons)
             else:
-                hard, (_, status, ids) = prt[prt.status == PROCESSES[cls][1]], PROCESSES[cls]
+                hard, ids = prt[prt.status == PROCESSES[cls][1]], PROCESSES[cls][2]
             for ev in range(len(prt)):
                 events += 1  # events looked at (the rest of a last batch is generated, never used)
                 if settings.selection == "leading":

@@ -307,7 +307,7 @@ def test_the_detector_on_hand_made_events_gives_the_tracks_and_cells_of_the_publ
     forward = [_particle(22, 30.0, 3.2, 0.5), _particle(2112, 30.0, -3.5, 0.5, 0.9396)]  # |eta| > 3: lost
     far_track = _particle(321, 20.0, 3.6, 0.5, 0.4937)  # tracks have no eta limit in the public code
     electron, omega = _particle(11, 80.0, 0.1, 3.0), _particle(3334, 50.0, 0.0, 3.0, 1.672)  # kept; dropped
-    ev, kind, px, py, pz, e = _detector([soft, hard, g1, g2, k0l, *forward, far_track, electron, omega])
+    _, kind, px, py, pz, e = _detector([soft, hard, g1, g2, k0l, *forward, far_track, electron, omega])
     assert list(kind) == [jetgen.TRACK, jetgen.TRACK, jetgen.LEPTON, jetgen.HCAL, jetgen.HCAL, jetgen.ECAL]
     for i, p in ((0, soft), (1, far_track), (2, electron)):  # exact four-vectors, mass kept
         assert np.allclose([px[i], py[i], pz[i], e[i]], p[1:], rtol=1e-12)
@@ -337,7 +337,7 @@ def test_the_smearing_follows_the_release_resolution_formulas():
                jetgen.ECAL: (_particle(22, 20.0, 0.2, 1.0), lambda p: jetgen.sigma_ecal(p[4])),
                jetgen.HCAL: (_particle(2112, 150.0, 0.2, 1.0, 0.9396), lambda p: jetgen.sigma_hcal(p[4]))}
     for kind, (p, sigma) in objects.items():
-        ev, k, px, py, pz, e = _detector([p] * n, event=list(range(n)), rng=rng)
+        _, k, px, _, pz, e = _detector([p] * n, event=list(range(n)), rng=rng)
         assert set(k) == {kind}
         ratio = e / _detector([p])[5][0]  # the smearing factor, one per object
         s = float(sigma(p))
@@ -373,7 +373,7 @@ def release_jets() -> dict[str, tuple[np.ndarray, dict]]:
                                   undefined="drop")
     out = {}
     for cls in "wzt":
-        table, info, jets, groomed = jetgen.generate_jets(settings, cls, 0, 200)
+        table, info, _, _ = jetgen.generate_jets(settings, cls, 0, 200)
         out[cls] = (table, info)
     return out
 
