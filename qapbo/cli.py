@@ -229,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--chunk-size", type=_positive_int, default=None,
                      help="jets per chunk file (default: 1000, or ROWS/classes when smaller; part of the "
                           "set's key, so a study finds the set generated with the default)")
+    gen.add_argument("--detector", choices=["none", "release"], default=None,
+                     help="none: particles as generated (default); release: the hls4ml release's simplified "
+                          "detector (tracks, ECAL/HCAL cells, smearing)")
+    gen.add_argument("--selection", choices=["matched", "leading"], default=None,
+                     help="matched: jets matched to the hard object, pT 0.8-1.6 TeV (default); leading: the "
+                          "leading jet of each event, as the release")
+    gen.add_argument("--radius", type=_float, default=None, help="anti-kT radius (default: 0.8)")
+    gen.add_argument("--zlogz", choices=["pt", "energy"], default=None,
+                     help="zlogz fractions: pt (default) or energy (the release)")
+    gen.add_argument("--undefined", choices=["fill", "drop"], default=None,
+                     help="jets with undefined ratio features: fill (default) or drop and count them (the release)")
     _progress_arg(gen, "bars on a terminal, else one line per finished chunk")
     gen.set_defaults(func=cmd_data_generate)
 
@@ -502,7 +513,8 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
         raise QapboError(f"--rows {args.rows}: ask for a positive number of jets")
     classes = args.classes or jetgen.CLASSES
     settings = jetgen.GenSettings(seed=args.seed, classes=classes,
-                                  chunk_size=args.chunk_size or jetgen.default_chunk_size(max(args.rows, 1), len(classes)))
+                                  chunk_size=args.chunk_size or jetgen.default_chunk_size(max(args.rows, 1), len(classes)),
+                                  **jetgen.options({k: getattr(args, k) for k in jetgen.OPTIONS}))
     settings.validate()
     out = args.out or str(jetgen.set_dir(settings))
     say = _generation_progress(out, _progress(args))
@@ -511,9 +523,9 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
     finally:
         say.close()
     counts = ", ".join(f"{c} {n}" for c, n in manifest["counts"].items())
-    fills = sum(manifest["fills"].values())
-    print(f"pythia-jets set in {out}: {counts} jets ({fills} with a filled ratio feature), "
-          f"{manifest['seconds']:.0f} s of generation; {jetgen.NOTE}")
+    fills, dropped = sum(manifest["fills"].values()), sum(manifest["dropped"].values())
+    print(f"pythia-jets set in {out}: {counts} jets ({fills} with a filled ratio feature, {dropped} dropped for "
+          f"undefined ratios), {manifest['seconds']:.0f} s of generation; {settings.note}")
     return 0
 
 

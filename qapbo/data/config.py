@@ -55,6 +55,12 @@ class DataConfig:
     folds: int = 1  # k > 1: k-fold cross-validation of the non-test rows; ``fold`` is validation
     fold: int = 0
     randomize_labels: float = 0.0  # share of training rows (train + validation) given a random label
+    # pythia-jets generation options (qapbo.data.pythia.OPTIONS); None: the generator's default
+    detector: str | None = None
+    selection: str | None = None
+    radius: float | None = None
+    zlogz: str | None = None
+    undefined: str | None = None
 
     def validate(self) -> None:
         if self.source not in SOURCES:

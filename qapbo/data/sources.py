@@ -23,9 +23,11 @@ def read_pythia_jets(config: DataConfig) -> tuple[np.ndarray, np.ndarray, dict[s
 
     from qapbo.data import pythia as jetgen
 
-    settings = jetgen.GenSettings(seed=config.seed, chunk_size=jetgen.default_chunk_size(config.n_rows))
-    if config.path:
-        return jetgen.load_set(config.path, config.n_rows, seed=config.seed)  # the user's own set
+    opts = jetgen.options({k: getattr(config, k) for k in jetgen.OPTIONS})
+    settings = jetgen.GenSettings(seed=config.seed, chunk_size=jetgen.default_chunk_size(config.n_rows), **opts)
+    settings.validate()
+    if config.path:  # the user's own set
+        return jetgen.load_set(config.path, config.n_rows, seed=config.seed, options=opts)
     where = jetgen.set_dir(settings, config.data_home)  # needs the extra: names it if missing
     try:
         return jetgen.load_set(where, config.n_rows, settings)

@@ -65,6 +65,8 @@ class JetData:
     @property
     def label(self) -> str:
         """How outputs name this data; says "synthetic" or "no detector simulation" whenever it is."""
+        if self.generation and self.generation.get("note"):  # pythia-jets: what the set says it is
+            return f"{self.source}: {self.generation['note']}"
         return data_label(self.source)
 
     def describe(self) -> dict[str, Any]:

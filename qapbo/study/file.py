@@ -35,7 +35,10 @@ _TOP = {"name": (str, REQUIRED), "seed": (int, 0), "storage": (str, None), "arti
         "description": (str, "")}
 _DATA = {k: (t, getattr(DataConfig, k)) for k, t in (  # DataConfig's defaults
     ("source", str), ("path", str), ("test_path", str), ("data_home", str), ("label_column", str), ("n_rows", int),
-    ("max_rows", int), ("val_fraction", float), ("test_fraction", float), ("folds", int), ("randomize_labels", object))}
+    ("max_rows", int), ("val_fraction", float), ("test_fraction", float), ("folds", int), ("randomize_labels", object),
+    # pythia-jets generation options (qapbo.data.pythia.OPTIONS); unset: the generator's defaults
+    ("detector", str), ("selection", str), ("radius", float), ("zlogz", str), ("undefined", str))}
+_JET_OPTIONS = ("detector", "selection", "radius", "zlogz", "undefined")  # qapbo.data.pythia.OPTIONS
 _TRAIN = {k: (type(v), v) for k, v in asdict(TrainConfig()).items() if k != "seed"}  # the library's defaults
 _QAP = {"hidden": (list, [64, 32, 32]), "bn": (str, "affine"), "input_bits": (int, 32),
         "precisions": (list, list(PROTOCOL_PRECISIONS)), "modes": (list, list(QAP_MODES)),
@@ -188,6 +191,9 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     for sec, schema in SECTIONS.items():
         if sec in sections or sec in ("data", "train") or (sec == "objectives" and "search" in sections):
             canonical[sec] = _check(sections.get(sec, {}), schema, where, f"[{sec}]")
+    for k in _JET_OPTIONS:  # unset generation options stay out of the canonical form (older studies keep their hash)
+        if canonical["data"][k] is None:
+            del canonical["data"][k]
     if "refine" in canonical and "search" not in canonical:
         raise StudyFileError(f"{where}: [refine] refines the members of the search's front; add a [search] "
                              "section (or remove [refine])")
