@@ -42,8 +42,6 @@ def run_section(
     """
     if section not in SECTIONS:
         raise QapboError(f"unknown section {section!r}: use one of {', '.join(SECTIONS)}")
-    if getattr(study, section) is None:
-        raise QapboError(f"{study.path}: no [{section}] section")
     if timeout is not None and timeout <= 0:
         raise QapboError(f"--timeout {timeout:g}: use a positive number of seconds")
     if section == "search":
