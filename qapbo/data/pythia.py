@@ -796,9 +796,11 @@ def _run_jobs(out: Path, settings: GenSettings, todo: list[tuple[str, int]],
     import multiprocessing as mp
     import signal
 
-    # fork: a spawned child would first import qapbo's package (torch and all) for seconds; these
-    # children touch none of it, only numpy, Pythia and FastJet
-    ctx = mp.get_context("fork")
+    # forkserver: each child forks from a fresh server that has imported only this module (numpy,
+    # Pythia, FastJet), never from the caller, whose threads (JAX's, torch's) a fork would copy
+    # half-held; forking keeps a child per chunk cheap
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     # Ctrl-C goes to the parent, which stops them; a fresh child per chunk keeps memory flat (Pythia
     # and awkward grow a little with every batch)
     pool = ctx.Pool(max(1, min(workers, len(todo))), initializer=signal.signal,
