@@ -33,7 +33,7 @@ ATTR_CONFIG = "qapbo_config"
 ATTR_FILE = "qapbo_study_file"
 ATTR_HASH = "qapbo_config_hash"
 #: What a study (and each of its trials, as the ``kind`` user attribute) is.
-KINDS = ("search", "qap", "refine")
+KINDS = ("search", "qap", "refine", "hgq")
 ATTR_KIND = "qapbo_kind"  # study user attribute, one of KINDS
 
 ATTR_REFINE_OF = "qapbo_refine_of"  # refine study user attribute: names of the searches it refines
