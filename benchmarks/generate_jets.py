@@ -2,11 +2,13 @@
 second per class, per configuration and per worker count, and peak memory.
 
     python benchmarks/generate_jets.py [--jets-per-class 200] [--rows 2000] [--workers 1,2]
-                                       [--configs none,release]
+                                       [--configs legacy,release]
 
-Configurations: ``none`` is particle level with matched jets (the defaults); ``release`` the
-release's detector with its leading-jet selection, energy-fraction zlogz and dropped undefined
-jets (add ``release-r04`` for R = 0.4, the public code's radius). Part 1 times each class alone
+Configurations (each with every option given): ``legacy`` is particle level with matched jets, pT
+zlogz and the fill rule (the default before issue 24); ``release`` the release's detector with its
+leading-jet selection, energy-fraction zlogz and dropped undefined jets; ``release-r04`` the same
+with R = 0.4 (the public code's radius); ``none-matched``, ``none-leading`` and ``release-matched``
+the other combinations measured in the README. Part 1 times each class alone
 in this process (Pythia init included, as in a chunk), as wall-clock and as CPU time (the better
 guide on a shared machine). Part 2 runs `qapbo data generate` as a user would, with 1 and 2
 workers side by side in one run (same seed, so the same jets), and samples the memory of the
@@ -68,15 +70,25 @@ def _quiet_stdout():
         os.close(saved)
 
 
-#: name -> (GenSettings fields, the same as `qapbo data generate` flags)
-CONFIGS: dict[str, tuple[dict, list[str]]] = {
-    "none": ({}, []),
-    "release": ({"detector": "release", "selection": "leading", "zlogz": "energy", "undefined": "drop"},
-                ["--detector", "release", "--selection", "leading", "--zlogz", "energy", "--undefined", "drop"]),
-    "release-r04": ({"detector": "release", "selection": "leading", "zlogz": "energy", "undefined": "drop",
-                     "jet_r": 0.4}, ["--detector", "release", "--selection", "leading", "--zlogz", "energy",
-                                     "--undefined", "drop", "--radius", "0.4"]),
+#: The options of each configuration, given in full so that a change of default changes no row.
+_RELEASE_DEFS = {"zlogz": "energy", "undefined": "drop"}
+_OPTIONS: dict[str, dict] = {
+    "legacy": {"detector": "none", "selection": "matched", "jet_r": 0.8, "zlogz": "pt", "undefined": "fill"},
+    "none-matched": {"detector": "none", "selection": "matched", "jet_r": 0.8, **_RELEASE_DEFS},
+    "none-leading": {"detector": "none", "selection": "leading", "jet_r": 0.8, **_RELEASE_DEFS},
+    "release-matched": {"detector": "release", "selection": "matched", "jet_r": 0.8, **_RELEASE_DEFS},
+    "release": {"detector": "release", "selection": "leading", "jet_r": 0.8, **_RELEASE_DEFS},
+    "release-r04": {"detector": "release", "selection": "leading", "jet_r": 0.4, **_RELEASE_DEFS},
 }
+_FLAG = {"jet_r": "radius"}
+
+
+def _flags(opts: dict) -> list[str]:
+    return [a for k, v in opts.items() for a in (f"--{_FLAG.get(k, k)}", f"{v:g}" if k == "jet_r" else v)]
+
+
+#: name -> (GenSettings fields, the same as `qapbo data generate` flags)
+CONFIGS: dict[str, tuple[dict, list[str]]] = {name: (opts, _flags(opts)) for name, opts in _OPTIONS.items()}
 
 
 def main() -> None:
@@ -84,7 +96,7 @@ def main() -> None:
     ap.add_argument("--jets-per-class", type=int, default=200)
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--workers", default="1,2")
-    ap.add_argument("--configs", default="none,release", help=f"comma-separated, of {', '.join(CONFIGS)}")
+    ap.add_argument("--configs", default="legacy,release", help=f"comma-separated, of {', '.join(CONFIGS)}")
     args = ap.parse_args()
     configs = [c for c in args.configs.split(",") if c]
     print(f"pythia-jets benchmark on {os.cpu_count()} cores; versions {jetgen.generator_versions()}")
