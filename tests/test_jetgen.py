@@ -28,7 +28,11 @@ from qapbo.data.split import load_data
 from qapbo.errors import DataError
 
 ROWS, CHUNK = 1000, 100
-SETTINGS = jetgen.GenSettings(seed=7, chunk_size=CHUNK)
+#: The settings every set had before the options existed (particle level, matched, pT zlogz, fill):
+#: the module's set is made with them, given explicitly, so it checks that such sets stay readable.
+LEGACY_FLAGS = ["--detector", "none", "--selection", "matched", "--radius", "0.8", "--zlogz", "pt",
+                "--undefined", "fill"]
+SETTINGS = jetgen.GenSettings(seed=7, chunk_size=CHUNK, **jetgen.LEGACY)
 
 
 def _qapbo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -40,7 +44,7 @@ def _qapbo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 def jet_set(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pythia") / "set"
     r = _qapbo("data", "generate", "--rows", str(ROWS), "--seed", "7", "--chunk-size", str(CHUNK),
-               "--workers", "2", "--out", str(out))
+               "--workers", "2", "--out", str(out), *LEGACY_FLAGS)
     assert r.returncode == 0, r.stderr
     assert "NO detector simulation" in r.stdout
     return out
@@ -95,20 +99,25 @@ def _reference_ratios(c) -> dict[str, float]:
     }
 
 
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "default"])
 @pytest.mark.parametrize("cls", ["w", "g"])
-def test_every_feature_matches_an_independent_numpy_computation(cls):
-    table, info, jets, groomed = jetgen.generate_jets(jetgen.GenSettings(seed=3), cls, 0, 4)
+def test_every_feature_matches_an_independent_numpy_computation(cls, legacy):
+    settings = jetgen.GenSettings(seed=3, **(jetgen.LEGACY if legacy else {}))
+    table, info, jets, groomed = jetgen.generate_jets(settings, cls, 0, 4)
     assert table.shape == (4, len(jetgen.COLUMNS)) and info["fills"] == 0
     for k in range(4):
         pt, _, _, p4 = _kinematics(jets[k])
-        z = pt / pt.sum()
+        z = (pt if settings.zlogz == "pt" else p4[3]) / (pt if settings.zlogz == "pt" else p4[3]).sum()
         assert _col(table, "zlogz")[k] == pytest.approx(np.sum(z * np.log(z)), rel=1e-9)
         assert _col(table, "multiplicity")[k] == len(pt)
         _, _, _, g4 = _kinematics(groomed[k])
         e, px, py, pz = g4[3].sum(), g4[0].sum(), g4[1].sum(), g4[2].sum()
         assert _col(table, "mass_mmdt")[k] == pytest.approx(np.sqrt(e**2 - px**2 - py**2 - pz**2), rel=1e-9)
         assert 0 < _col(table, "n_groomed")[k] <= len(pt)
-        assert 800 < _col(table, "jet_pt")[k] < 1600
+        if settings.selection == "matched":  # the leading jet has no pT window (only the 100 GeV floor)
+            assert 800 < _col(table, "jet_pt")[k] < 1600
+        else:
+            assert _col(table, "jet_pt")[k] > 100
         ref = _reference_ratios(groomed[k])
         for name, value in ref.items():
             assert _col(table, name)[k] == pytest.approx(value, rel=1e-9, abs=1e-300), name
@@ -185,7 +194,7 @@ def _snapshot(path: Path) -> dict[str, str]:
 def test_sigkill_then_the_same_command_gives_the_same_bytes_with_one_worker(jet_set, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "qapbo.cli", "data", "generate", "--rows", str(ROWS), "--seed", "7",
-           "--chunk-size", str(CHUNK), "--workers", "1", "--out", str(out), "--quiet"]
+           "--chunk-size", str(CHUNK), "--workers", "1", "--out", str(out), "--quiet", *LEGACY_FLAGS]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and len(list(out.glob("*.npy"))) < 2:
@@ -232,7 +241,7 @@ def test_an_unwritable_directory_is_refused(tmp_path):
 def test_a_set_made_with_other_settings_is_refused_and_left_alone(jet_set):
     before = _tree(jet_set)
     r = _qapbo("data", "generate", "--rows", str(ROWS), "--seed", "8", "--chunk-size", str(CHUNK),
-               "--out", str(jet_set))
+               "--out", str(jet_set), *LEGACY_FLAGS)
     assert r.returncode == 2 and "made with other settings (seed 7 (asked 8))" in r.stderr
     assert _tree(jet_set) == before
 
@@ -249,7 +258,7 @@ def test_a_damaged_chunk_is_refused_and_nothing_else_changes(jet_set, tmp_path, 
     victim.write_bytes(raw[:mid] if damage == "truncate" else raw[:mid] + bytes([raw[mid] ^ 1]) + raw[mid + 1:])
     before = _tree(copy)
     r = _qapbo("data", "generate", "--rows", str(ROWS), "--seed", "7", "--chunk-size", str(CHUNK),
-               "--out", str(copy))
+               "--out", str(copy), *LEGACY_FLAGS)
     assert r.returncode == 2 and "w-00001.npy is damaged" in r.stderr and "Traceback" not in r.stderr
     assert _tree(copy) == before
     with pytest.raises(DataError, match="is damaged"):
@@ -359,13 +368,13 @@ def test_zlogz_energy_and_the_release_drop_rule_on_hand_made_jets():
     three = {"px": [500.0, 300.0, 200.0], "py": [5.0, 30.0, -25.0], "pz": [40.0, 30.0, 10.0],
              "E": [503.0, 303.0, 203.0]}
     jets = ak.unflatten(ak.zip({k: one[k] + two[k] + three[k] for k in one}), [1, 2, 3])
-    drop = jetgen.GenSettings(zlogz="energy", undefined="drop")
+    drop = jetgen.GenSettings(zlogz="energy", undefined="drop")  # the defaults, given
     table, _ = jetgen.features(jets, drop)
     z = np.array(three["E"]) / sum(three["E"])
     assert _col(table, "zlogz")[2] == pytest.approx(np.sum(z * np.log(z)), rel=1e-12)
     # groomed to at most two constituents: N2 or tau32 is 0/0 in the release, which drops the jet
     assert list(jetgen.undefined_jets(table, drop)) == [True, True, False]
-    assert not jetgen.undefined_jets(table, jetgen.GenSettings()).any()  # "fill" keeps them all
+    assert not jetgen.undefined_jets(table, jetgen.GenSettings(undefined="fill")).any()  # "fill" keeps them all
 
 
 @pytest.fixture(scope="module")
@@ -393,16 +402,52 @@ def test_groomed_mass_medians_with_the_detector_on(release_jets):
     assert 160 < med["t"] < 185
 
 
+VERSIONS = {"pythia8mc": "8.317.2", "fastjet": "3.5.2.0", "qapbo": "0.1.0", "generator": "pythia-jets-v1"}
+
+
 def test_earlier_sets_keep_their_key_and_read_as_what_they_were():
-    legacy = jetgen.GenSettings(seed=0)
-    vers = {"pythia8mc": "8.317.2", "fastjet": "3.5.2.0", "qapbo": "0.1.0", "generator": "pythia-jets-v1"}
-    assert jetgen.cache_key(legacy, vers) == "2561742de4a5af3c"  # the key of a set made before the options
+    legacy = jetgen.GenSettings(seed=0, **jetgen.LEGACY)
+    assert jetgen.cache_key(legacy, VERSIONS) == "2561742de4a5af3c"  # the key of a set made before the options
     old = {k: v for k, v in asdict(legacy).items() if k not in jetgen.LEGACY}
     assert jetgen.GenSettings.from_dict(old) == legacy
-    keys = {jetgen.cache_key(jetgen.GenSettings(seed=0, **{f: v}), vers)
+    keys = {jetgen.cache_key(jetgen.GenSettings(seed=0, **{**jetgen.LEGACY, f: v}), VERSIONS)
             for f, v in (("detector", "release"), ("selection", "leading"), ("jet_r", 0.4), ("zlogz", "energy"),
                          ("undefined", "drop"))}
-    assert len(keys) == 5 and jetgen.cache_key(legacy, vers) not in keys
+    assert len(keys) == 5 and jetgen.cache_key(legacy, VERSIONS) not in keys
+
+
+def test_the_default_is_the_measured_combination_with_its_own_key():
+    measured = dict(detector="none", selection="leading", jet_r=0.8, zlogz="energy", undefined="drop")
+    assert jetgen.GenSettings(seed=0) == jetgen.GenSettings(seed=0, **measured)
+    assert all(getattr(jetgen.GenSettings(), k) != v for k, v in jetgen.LEGACY.items() if k != "detector")
+    # the key of the 100,000-jet set measured for the default (issue 24), which the default cache holds
+    assert jetgen.cache_key(jetgen.GenSettings(seed=0), VERSIONS) == "ae83004f28300353"
+    assert "NO detector simulation" in jetgen.GenSettings().note and "leading R = 0.8" in jetgen.GenSettings().note
+
+
+def test_a_set_made_with_the_old_settings_given_explicitly_keeps_its_key_and_loads(jet_set, tmp_path):
+    """The module's set was made with today's non-defaults (the old defaults) given as flags: its key
+    is the one it had before the options existed, and a study asking for those settings reads it
+    from the cache without generating; asking for the defaults points elsewhere."""
+    import shutil
+
+    manifest = json.loads((jet_set / "manifest.json").read_text())
+    old_format = {k: v for k, v in asdict(SETTINGS).items() if k not in jetgen.LEGACY}  # no option keys
+    blob = json.dumps({"settings": old_format, "versions": manifest["versions"]}, sort_keys=True)
+    assert manifest["key"] == jetgen.cache_key(SETTINGS, manifest["versions"]) == \
+        hashlib.sha256(blob.encode()).hexdigest()[:16]
+    cached = tmp_path / "pythia-jets" / manifest["key"]
+    shutil.copytree(jet_set, cached)
+    before = _tree(cached)
+    n = 5 * CHUNK  # so that the default chunk size is the set's
+    old = DataConfig(source="pythia-jets", n_rows=n, seed=7, data_home=str(tmp_path), detector="none",
+                     selection="matched", radius=0.8, zlogz="pt", undefined="fill")
+    data = load_data(old)
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == n
+    assert "NO detector simulation" in data.label and data.describe()["generation"]["rows_used"] == n
+    assert _tree(cached) == before and [p.name for p in (tmp_path / "pythia-jets").iterdir()] == [manifest["key"]]
+    default = jetgen.set_dir(jetgen.GenSettings(seed=7, chunk_size=CHUNK), tmp_path)
+    assert default.name != manifest["key"] and not default.exists()
 
 
 def test_a_set_is_refused_for_other_generation_options(jet_set):

@@ -23,7 +23,7 @@ from qapbo.data.config import (
     SYNTHETIC_VERSION,
     DataConfig,
 )
-from qapbo.data.pythia import NOTE
+from qapbo.data.pythia import GenSettings
 from qapbo.data.sources import (
     read_hdf5,
     read_openml,
@@ -246,6 +246,6 @@ def data_label(source: str) -> str:
     """The words every output made from ``source`` carries (figures, tables, logs, records)."""
     if source == "synthetic-jets":
         return "SYNTHETIC data (synthetic-jets, not real LHC jets)"
-    if source == "pythia-jets":
-        return f"pythia-jets: {NOTE}"
+    if source == "pythia-jets":  # a set's own note (JetData.label) says what it was made with
+        return f"pythia-jets: {GenSettings().note}"
     return source
