@@ -137,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     _workers_arg(rf, "each refining whole members")
     rf.set_defaults(func=cmd_refine)
 
+    hg = _study_command(sub, "hgq", "run (or resume) the HGQ2 contender of a study file (per-weight learned bits)",
+                        "Run the [hgq] section of a study file: HGQ2 (Keras 3 on JAX) learns every weight's and "
+                        "activation's bit width under an EBOPs penalty whose weight beta ramps up (or one run per "
+                        "fixed beta), on the study's own data split; every checkpoint of its Pareto front is "
+                        "costed with da4ml and stored as one trial of the study NAME-hgq. Rerunning the same "
+                        "command resumes from the last epoch. Needs pip install 'qapbo[hgq]'.")
+    hg.set_defaults(func=cmd_hgq)
+
     s = _study_command(sub, "search", "run (or resume) the multi-objective search of a study file",
                        "Run the [search] section of a study file: Optuna proposes architectures and precisions, "
                        "each trial trains and measures one network (AUC up, BOPs down). Rerunning the same "
@@ -173,17 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     fd.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
     pl.set_defaults(func=cmd_plot)
 
-    e = sub.add_parser("export", help="export a stored trial's network to QONNX for hls4ml, checked by qonnx",
+    e = sub.add_parser("export", help="export a stored trial's network to QONNX (an HGQ2 trial: Keras) for hls4ml",
                        description="Write one stored trial's network as a cleaned QONNX graph (for hls4ml or "
                                    "FINN), run test rows through it with qonnx's executor to check it against the "
                                    "stored model, and write a JSON file beside it with the input standardization, "
-                                   "feature and class names, AUC and BOPs. Needs pip install 'qapbo[export]'.")
+                                   "feature and class names, AUC and BOPs. Needs pip install 'qapbo[export]'. A trial of "
+                                   "an hgq study (HGQ2) is written as its Keras model (NAME.keras) with the hls4ml "
+                                   "configuration for hls4ml's Keras frontend instead.")
     e.add_argument("study", help="the study file the trial was run from, e.g. studies/quickstart.toml")
     e.add_argument("--trial", type=_nonnegative_int, required=True, help="trial number (as `qapbo compare` and "
                    "`optuna trials` show it)")
     e.add_argument("--study", dest="study_name", help="which of the file's studies (needed when it has several, "
                    "e.g. quickstart-search and quickstart-qap)")
-    e.add_argument("--out", help="QONNX file to write (default: runs/STUDY-trialN.onnx; the JSON goes beside it)")
+    e.add_argument("--out", help="QONNX file to write (default: runs/STUDY-trialN.onnx, for an HGQ2 trial "
+                   "runs/STUDY-trialN.keras; the JSON goes beside it)")
     _storage_arg(e)
     e.add_argument("--precision", type=_positive_int, help="relative precision in bits of the fixed-point formats in "
                    "NAME.hls4ml.json (default: the least that reproduces the stored model on every test row)")
@@ -244,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_data_generate)
 
     r = sub.add_parser("run", help="the main job: run a study file's search and QAP baseline, then compare",
-                       description="Run (or resume) the [search], [refine] and [qap] sections of a study file, in "
+                       description="Run (or resume) the [search], [refine], [qap] and [hgq] sections of a study file, in "
                                    "that order, then write the comparison table and figures.")
     r.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     _storage_arg(r)
@@ -266,7 +277,7 @@ def _study_command(sub: Any, name: str, help: str, description: str) -> argparse
     p = sub.add_parser(name, help=help, description=description)
     p.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     _storage_arg(p)
-    if name not in ("qap", "refine"):
+    if name not in ("qap", "refine", "hgq"):
         p.add_argument("--n-trials", type=_positive_int,
                        help="budget: trials evaluated (COMPLETE or stopped early) in the study (overrides the file)")
         p.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
@@ -475,12 +486,31 @@ def cmd_refine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hgq(args: argparse.Namespace) -> int:
+    from optuna.trial import TrialState
+
+    from qapbo.study.storage import redact, storage_url
+
+    study, (ostudy,) = _section("hgq", args)
+    done = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    print(f"hgq {study.name}: {len(done)} checkpoints stored in study {ostudy.study_name!r} "
+          f"({len(ostudy.best_trials)} on its AUC-LUTs front) at {redact(storage_url(study, args.storage))}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from qapbo.export.qonnx import export_trial
 
     study = _load_study(args)
     rep = export_trial(study, args.trial, out=args.out, study_name=args.study_name, storage=args.storage,
                        precision=args.precision, check_with_hls4ml=args.check_hls4ml, strategy=args.strategy)
+    if hasattr(rep, "keras_path"):  # an HGQ2 checkpoint
+        print(f"wrote {rep.keras_path} (Keras, HGQ2), {rep.hls4ml_path} (hls4ml hls_config, strategy {rep.strategy}) "
+              f"and {rep.json_path}: trial {rep.trial} of {rep.study_name}; da4ml's logic bit-exact on "
+              f"{rep.rows_checked} test rows")
+        if rep.hls4ml_check is not None:
+            _print_hls4ml_check(rep.hls4ml_check)
+        return 0
     print(f"wrote {rep.onnx_path} (QONNX) and {rep.json_path}: trial {rep.trial} of {rep.study_name}; "
           f"qonnx executor on {rep.rows_checked} test rows: max logit difference {rep.max_abs_diff:.2g}, "
           f"same class {rep.same_predictions}/{rep.rows_checked}")
@@ -490,11 +520,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {rep.hls4ml_path} (hls4ml hls_config, strategy {rep.strategy}, {rep.precision}-bit relative "
               f"precision, {rep.hls4ml_note})")
     if rep.hls4ml_check is not None:
-        c = rep.hls4ml_check
-        kernels = f"; hls4ml's DA kernels: {c.da_kernel_luts:.0f} LUTs (da4ml)" if c.da_kernel_luts is not None else ""
-        print(f"hls4ml C++ emulation on {c.rows} test rows ({c.strategy}, from the file as written): same class "
-              f"{c.same_class}/{c.rows}, max logit difference {c.max_abs_diff:.2g} (tolerance {c.tolerance:g}){kernels}")
+        _print_hls4ml_check(rep.hls4ml_check)
     return 0
+
+
+def _print_hls4ml_check(c: Any) -> None:
+    kernels = f"; hls4ml's DA kernels: {c.da_kernel_luts:.0f} LUTs (da4ml)" if c.da_kernel_luts is not None else ""
+    print(f"hls4ml C++ emulation on {c.rows} test rows ({c.strategy}, from the file as written): same class "
+          f"{c.same_class}/{c.rows}, max logit difference {c.max_abs_diff:.2g} (tolerance {c.tolerance:g}){kernels}")
 
 
 def cmd_costs(args: argparse.Namespace) -> int:

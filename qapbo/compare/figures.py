@@ -30,7 +30,9 @@ _PRECISION_COLORS = {32: "black", 16: "tab:gray", 12: "tab:blue", 8: "tab:green"
                      4: "tab:red", 3: "tab:purple", 2: "tab:brown"}
 _SEARCH_COLORS = ("tab:cyan", "tab:olive", "tab:pink", "tab:purple", "tab:brown", "tab:blue")
 _REFINE_COLORS = ("tab:red", "darkred", "salmon")
-_KIND_LINES = {"qap": "--", "refine": "-."}  # search and other: solid
+_HGQ_COLORS = ("darkgreen", "limegreen", "teal")
+_KIND_LINES = {"qap": "--", "refine": "-.", "hgq": ":"}  # search and other: solid
+_KIND_MARKERS = {"qap": "s", "refine": "D", "hgq": "*"}  # search and other: dots
 _PRECISION_MARKERS = {32: "o", 16: "P", 12: "D", 8: "^", 6: "s", 4: "v", 3: "<", 2: ">"}
 _INFEASIBLE = dict(marker="x", s=18, color="tab:gray", linewidths=1.0)
 MAX_PANELS_PER_ROW = 4
@@ -50,12 +52,15 @@ def _result_color(i: int, n: int) -> tuple:
 
 def _colors(cmp: Comparison) -> dict[str, tuple | str]:
     """One colour per study, the same in every figure: searches from one palette, refined studies
-    from a red one, QAP black (viridis when there are several, e.g. one per label-randomization share)."""
+    from a red one, HGQ2 from a green one, QAP black (viridis when there are several, e.g. one per
+    label-randomization share)."""
     qap = [r.name for r in cmp.results if r.kind == "qap"]
     refine = [r.name for r in cmp.results if r.kind == "refine"]
-    search = [r.name for r in cmp.results if r.kind not in ("qap", "refine")]
+    hgq = [r.name for r in cmp.results if r.kind == "hgq"]
+    search = [r.name for r in cmp.results if r.kind not in ("qap", "refine", "hgq")]
     out: dict[str, tuple | str] = {n: _SEARCH_COLORS[i % len(_SEARCH_COLORS)] for i, n in enumerate(search)}
     out.update({n: _REFINE_COLORS[i % len(_REFINE_COLORS)] for i, n in enumerate(refine)})
+    out.update({n: _HGQ_COLORS[i % len(_HGQ_COLORS)] for i, n in enumerate(hgq)})
     out.update({n: "black" if len(qap) == 1 else _result_color(i, len(qap)) for i, n in enumerate(qap)})
     return out
 
@@ -104,16 +109,18 @@ def fronts_figure(cmp: Comparison) -> Figure:
     fig = Figure(figsize=(9, 6), layout="constrained")
     ax = fig.add_subplot()
     colors = _colors(cmp)
-    for r in (r for r in cmp.results if r.kind != "qap"):  # searches faint dots; refined studies diamonds
-        refined = r.kind == "refine"
+    for r in (r for r in cmp.results if r.kind != "qap"):  # searches faint dots; refined diamonds; HGQ2 stars
+        chain = r.kind in ("refine", "hgq")
+        marker = _KIND_MARKERS.get(r.kind, "o")
         pts = values(t for t in r.trials if is_feasible(t))
-        ax.scatter([b for _, b in pts], [a for a, _ in pts], s=16 if refined else 10, alpha=0.45 if refined else 0.25,
-                   color=colors[r.name], marker="D" if refined else "o", linewidths=0)
+        ax.scatter([b for _, b in pts], [a for a, _ in pts], s=16 if chain else 10, alpha=0.45 if chain else 0.25,
+                   color=colors[r.name], marker=marker, linewidths=0)
         front = values(r.front)
-        what = "refined front" if refined else "front"
+        what, unit = {"refine": ("refined front", "levels"), "hgq": ("HGQ2 front", "checkpoints")}.get(
+            r.kind, ("front", "trials"))
         ax.step([b for _, b in front], [a for a, _ in front], where="post", color=colors[r.name], lw=2,
-                ls=_KIND_LINES.get(r.kind, "-"), marker="D" if refined else None, ms=4,
-                label=f"{r.name} {what} ({len(front)} of {len(pts)} {'levels' if refined else 'trials'}"
+                ls=_KIND_LINES.get(r.kind, "-"), marker=marker if chain else None, ms=4,
+                label=f"{r.name} {what} ({len(front)} of {len(pts)} {unit}"
                       + (f"; {len(r.pruned)} stopped early)" if r.pruned else ")"))
     qap = [r for r in cmp.results if r.kind == "qap"]
     several = len(qap) > 1  # e.g. one result per label-randomization share: a colour each, precision as marker
@@ -159,7 +166,8 @@ def fronts_figure(cmp: Comparison) -> Figure:
     ax.set_ylim(low, best + 0.01)  # the region that matters; the table has the rest
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(f"AUC versus {cmp.label}: search fronts, quantization-aware pruning (labels: pruned share)"
-                 + (" and refined fronts" if any(r.kind == "refine" for r in cmp.results) else "") + "\n"
+                 + (" and refined fronts" if any(r.kind == "refine" for r in cmp.results) else "")
+                 + (" and HGQ2" if any(r.kind == "hgq" for r in cmp.results) else "") + "\n"
                  + _data_note(cmp), fontsize=10)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     return fig
@@ -184,9 +192,10 @@ def hypervolume_figure(cmp: Comparison) -> Figure:
     marked = False
     for r in cmp.results:
         hist = hypervolume_history(r, cmp.ref)
-        label = {"qap": f"{r.name} (QAP, level by level)", "refine": f"{r.name} (refined, after its search)"}.get(
-            r.kind, r.name)
-        stopped = [h for h in hist if h.number >= 0 and not h.point]
+        label = {"qap": f"{r.name} (QAP, level by level)", "refine": f"{r.name} (refined, after its search)",
+                 "hgq": f"{r.name} (HGQ2, checkpoint by checkpoint)"}.get(r.kind, r.name)
+        early = {t.number for t in r.pruned}
+        stopped = [h for h in hist if h.number in early]
         if stopped:
             label += f"; {len(stopped)} stopped early"
         for ax, x in ((ax_t, [h.seconds for h in hist]), (ax_e, [h.epochs for h in hist])):
@@ -270,7 +279,7 @@ def plot_efficiency(cmp: Comparison, out: Path) -> list[Path]:
         pts = [p for p in pts if p[1] is not None]
         if not pts:  # e.g. trials stored by other tools: an empty scatter breaks the log axis
             continue
-        marker = {"qap": "s", "refine": "D"}.get(r.kind, "o")
+        marker = _KIND_MARKERS.get(r.kind, "o")
         ax_e.scatter([p[0] for p in pts], [p[1] for p in pts], s=12, color=color, marker=marker, alpha=0.7,
                      label=r.name)
         ax_q.scatter([p[0] for p in pts], [p[2] for p in pts], s=12, color=color, marker=marker, alpha=0.7,

@@ -23,6 +23,7 @@ from qapbo.records import (
     ATTR_KIND,
     ATTR_MIN_AUC,
     ATTR_REFINE_OF,
+    ATTR_RUN_TAIL,
     DEFAULT_MIN_AUC,
     FINISHED,
     MIN_AUC_CONSTRAINT,
@@ -38,7 +39,7 @@ class StudyResult:
     """One stored study: its points (COMPLETE trials), what else it trained, and what kind it is."""
 
     name: str
-    kind: str  # "search", "qap", "refine" or "other"
+    kind: str  # "search", "qap", "refine", "hgq" or "other"
     trials: list[FrozenTrial]
     synthetic: bool
     data_note: str = ""  # what the data was, as its trials recorded it (e.g. "no detector simulation")
@@ -63,8 +64,9 @@ class StudyResult:
 
     @property
     def pruned(self) -> list[FrozenTrial]:
-        """Trials stopped early: their time counts, they have no point."""
-        return [t for t in self.compute_only if t.state == TrialState.PRUNED]
+        """Trials stopped early: their time counts, they have no point (an HGQ2 run's epochs after its
+        last checkpoint count too, but nothing stopped early)."""
+        return [t for t in self.compute_only if t.state == TrialState.PRUNED and not t.user_attrs.get(ATTR_RUN_TAIL)]
 
     @property
     def measured(self) -> list[FrozenTrial]:

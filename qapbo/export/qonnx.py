@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import optuna
@@ -38,8 +38,12 @@ from qapbo.export.hls4ml_config import (
     require_hls4ml,
 )
 from qapbo.nn.models import JetTagger
+from qapbo.records import ATTR_KIND
 from qapbo.study.file import StudyFile
 from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint, open_storage, redact, storage_url
+
+if TYPE_CHECKING:
+    from qapbo.export.keras import KerasExportReport
 
 MAX_ABS_DIFF = 1e-4  # logits; float32 Gemm in another order differs by ~1e-7, a wrong scale by >1e-2
 
@@ -114,7 +118,7 @@ def export_trial(
     precision: int | None = None,
     check_with_hls4ml: bool = False,
     strategy: str = DEFAULT_STRATEGY,
-) -> ExportReport:
+) -> ExportReport | KerasExportReport:
     """Export trial ``trial`` of one of ``study``'s stored studies to QONNX and check it.
 
     Beside the graph go its JSON sidecar and, for a fully quantized network, the hls4ml
@@ -122,7 +126,8 @@ def export_trial(
     reproduces the stored model on every test row) for hls4ml's ``strategy`` (default: distributed
     arithmetic, the shift-and-add logic the ``luts`` cost counts). ``check_with_hls4ml`` also
     compiles hls4ml's C++ emulation from the very bytes that are then written, and keeps nothing
-    unless it agrees on every test row.
+    unless it agrees on every test row. A trial of an hgq study is exported as its Keras model
+    instead (:func:`qapbo.export.keras.export_hgq_trial`).
     """
     if strategy not in STRATEGIES:
         raise ExportError(f"unknown hls4ml strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -141,12 +146,18 @@ def export_trial(
                           f"{_ranges(done) or 'none'} (see `qapbo compare` or `optuna trials`)")
     if "checkpoint" not in frozen.user_attrs:
         raise ExportError(f"trial {trial} of study {ostudy.study_name!r} has no checkpoint; it was not written by qapbo")
+    if ostudy.user_attrs.get(ATTR_KIND) == "hgq":  # a Keras model: no QONNX, hls4ml's Keras frontend instead
+        if precision is not None:
+            raise ExportError("--precision applies to QONNX exports; an HGQ2 checkpoint carries its own formats")
+        from qapbo.export.keras import export_hgq_trial
+
+        return export_hgq_trial(study, ostudy, frozen, url, out, check_with_hls4ml, strategy)
     model, _ = load_checkpoint(artifact_store(artifact_dir(study, url), create=False), frozen.user_attrs["checkpoint"])
     if model.spec.bn == "no-stats":
         raise ExportError(f"trial {trial} of study {ostudy.study_name!r} normalizes with batch statistics at inference "
                           "(bn = \"no-stats\"), so it cannot run one event at a time on hardware; export a trial with "
                           "bn affine, no-affine or none")
-    data = _data_of(study, frozen)
+    data = trial_data(study, frozen)
 
     out = Path(out or f"runs/{ostudy.study_name}-trial{trial}.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +260,7 @@ def _pick_study(study: StudyFile, rdb: optuna.storages.BaseStorage, name: str | 
     return stored[0]
 
 
-def _data_of(study: StudyFile, trial: optuna.trial.FrozenTrial) -> JetData:
+def trial_data(study: StudyFile, trial: optuna.trial.FrozenTrial) -> JetData:
     """The data variant the trial was trained on (its fold and label randomization), checked by fingerprint."""
     fold, randomized = trial.params.get("fold", 0), trial.params.get("randomized", 0.0)
     cfg = next(c for k, r, c in study.data_variants() if k == fold and r == randomized)

@@ -22,6 +22,7 @@ from qapbo.nn.spec import BN_MODES, ModelSpec
 from qapbo.records import DEFAULT_MIN_AUC
 from qapbo.study.space import SearchSettings, parse_search
 from qapbo.train.config import TrainConfig
+from qapbo.train.hgq import HgqSettings
 
 #: PROTOCOL's cumulative pruned fractions: 0, 10, ..., 90, 96.66, 98.88 %.
 PROTOCOL_SCHEDULE: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9666, 0.9888)
@@ -55,8 +56,13 @@ _OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, Non
 #: [refine] (qapbo.study.refine): which front members, and the cumulative pruned fractions to take them to.
 #: Fine-tune only: a member's initial weights are not stored, so a lottery-ticket rewind is impossible.
 _REFINE = {"members": (object, "all"), "schedule": (list, list(PROTOCOL_SCHEDULE[1:]))}
+#: [hgq] (qapbo.study.hgq): HGQ2's settings, defaults from :class:`qapbo.train.hgq.HgqSettings`; seeds
+#: default to the file's seed.
+_HGQ = {f: ((list if isinstance(v, tuple) or f in ("betas", "seeds") else float if isinstance(v, float) else type(v)),
+            list(v) if isinstance(v, tuple) else v)
+        for f, v in HgqSettings().to_dict().items()} | {"seeds": (list, None)}
 SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES,
-            "refine": _REFINE}
+            "refine": _REFINE, "hgq": _HGQ}
 #: Search keys that only set the budget, liveness checks or compute (early stopping): changing them,
 #: or a study stored before they existed, keeps a study resumable.
 SEARCH_BUDGET_KEYS = ("n_trials", "timeout", "heartbeat_interval", "grace_period", "max_retry", "early_stop",
@@ -100,6 +106,7 @@ class StudyFile:
     qap: QapSettings | None
     search: SearchSettings | None = None  # when the file has a [search] section
     refine: RefineSettings | None = None
+    hgq: HgqSettings | None = None  # when the file has an [hgq] section (the HGQ2 contender)
     path: str = "<memory>"
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
     text: str = field(default="", repr=False)
@@ -123,6 +130,10 @@ class StudyFile:
     def refine_study_name(self) -> str:
         return f"{self.name}-refine"
 
+    @property
+    def hgq_study_name(self) -> str:
+        return f"{self.name}-hgq"
+
     def study_names(self) -> list[str]:
         """Every Optuna study this file runs, in the order ``qapbo run`` runs them."""
         names = [n for n, _ in self.search.studies(self.name)] if self.search is not None else []
@@ -130,6 +141,8 @@ class StudyFile:
             names.append(self.refine_study_name)
         if self.qap is not None:
             names.append(self.qap_study_name)
+        if self.hgq is not None:
+            names.append(self.hgq_study_name)
         return names
 
     def data_variants(self) -> list[tuple[int, float, DataConfig]]:
@@ -258,11 +271,29 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     if "refine" in canonical:
         refine = _refine_settings(canonical["refine"], where)
         canonical["refine"]["schedule"] = list(refine.schedule)
-    if qap is None and search is None:
-        raise StudyFileError(f"{where}: nothing to run; add a [qap] section, a [search] section, or both")
+    hgq = None
+    if "hgq" in canonical:
+        if data.folds > 1 or len(share_list) > 1:
+            raise StudyFileError(f"{where}: [hgq] trains on one data split; set folds = 1 and a single "
+                                 "randomize_labels value")
+        hgq = _hgq_settings(canonical["hgq"], seed, where)
+        canonical["hgq"] = hgq.to_dict() | {"min_auc": min_auc}  # checkpoints below it are stored infeasible
+    if qap is None and search is None and hgq is None:
+        raise StudyFileError(f"{where}: nothing to run; add a [search], [qap] or [hgq] section")
     return StudyFile(name=name, seed=seed, storage=canonical["storage"], artifacts=canonical["artifacts"],
                      description=canonical["description"], data=data, train=train, qap=qap, search=search,
-                     refine=refine, path=where, canonical=canonical, text=text, min_auc=min_auc)
+                     refine=refine, hgq=hgq, path=where, canonical=canonical, text=text, min_auc=min_auc)
+
+
+def _hgq_settings(h: dict[str, Any], seed: int, where: str) -> HgqSettings:
+    """HgqSettings validate themselves; their messages start with "hgq <key> is ..."."""
+    from qapbo.errors import HgqSettingsError
+
+    h = {**h, "seeds": h["seeds"] if h["seeds"] is not None else [seed]}
+    try:
+        return HgqSettings.from_dict(h)
+    except HgqSettingsError as exc:
+        raise StudyFileError(f"{where}: [hgq] {str(exc).removeprefix('hgq ')}") from None
 
 
 def _qap_settings(q: dict[str, Any], seed: int, where: str) -> QapSettings:

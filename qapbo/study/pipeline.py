@@ -1,4 +1,4 @@
-"""The main job as a library call: a study file's [search], [refine] and [qap] sections, then the comparison.
+"""The main job as a library call: a study file's [search], [refine], [qap] and [hgq] sections, then the comparison.
 
 ``qapbo run`` and the notebooks call :func:`run_pipeline`; ``qapbo search``/``refine``/``qap`` call
 :func:`run_section`, the one place that decides between this process and worker processes.
@@ -18,7 +18,7 @@ from qapbo.study.file import StudyFile
 from qapbo.study.storage import open_storage, storage_url
 
 #: The sections a study file can run, in the order the pipeline runs them (refine needs the search).
-SECTIONS = ("search", "refine", "qap")
+SECTIONS = ("search", "refine", "qap", "hgq")
 
 
 def run_section(
@@ -54,6 +54,10 @@ def run_section(
 
         return run_search(study, storage=storage, n_trials=n_trials, timeout=timeout, progress=progress,
                           worker=worker, log=log)
+    if section == "hgq":  # one process: JAX's XLA already spreads a training over the cores
+        from qapbo.study.hgq import run_hgq
+
+        return [run_hgq(study, storage=storage, progress=progress, log=log)]
     if workers > 1:
         from qapbo.study.workers import run_chain_workers
 

@@ -925,6 +925,30 @@ def hgq_costs(model, x_calib: np.ndarray, traced: HgqTrace | None = None) -> dic
     }
 
 
+@dataclass(frozen=True)
+class HgqSpent:
+    """What one run of a workdir has trained so far (its last backup): the compute behind its checkpoints."""
+
+    run: str
+    epochs: int
+    seconds: float
+    cpu_seconds: float
+
+
+def spent(workdir: str | os.PathLike, settings: HgqSettings) -> list[HgqSpent]:
+    """Epochs, wall and CPU seconds of every run of ``settings`` in ``workdir``, as backed up (0 before the first)."""
+    out = []
+    for name, _ in settings.runs():
+        path = Path(workdir) / name / "backup" / "backup.npz"
+        meta: dict[str, Any] = {"epoch": 0, "state": {"seconds": 0.0, "cpu_seconds": 0.0}}
+        if path.exists():
+            with np.load(path) as z:
+                meta = json.loads(str(z["__meta__"]))
+        out.append(HgqSpent(name, int(meta["epoch"]), float(meta["state"]["seconds"]),
+                            float(meta["state"]["cpu_seconds"])))
+    return out
+
+
 def clear_workdir(workdir: str | os.PathLike) -> None:
     """Delete an HGQ2 workdir (backups, fronts and the run identity)."""
     shutil.rmtree(workdir, ignore_errors=True)
