@@ -21,6 +21,7 @@ _NAMES = {
     "run_search": "qapbo.study.search",
     "run_qap": "qapbo.study.qap",
     "run_refine": "qapbo.study.refine",
+    "run_hgq": "qapbo.study.hgq",
     "load_results": "qapbo.compare.results",
     "StudyResult": "qapbo.compare.results",
     "compare_stored": "qapbo.compare.report",

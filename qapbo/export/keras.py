@@ -26,7 +26,9 @@ import numpy as np
 import optuna
 
 from qapbo.errors import ExportError
+from qapbo.export.files import atomic_write
 from qapbo.export.hls4ml_config import STRATEGIES, Hls4mlCheck
+from qapbo.export.trial import trial_data
 
 HGQ_TOLERANCE = 0.0  # HGQ2's arithmetic is fixed point throughout: hls4ml must give the very same logits
 CONVERT = dict(backend="Vitis", io_type="io_parallel")  # what the check converts with; the README's recipe
@@ -74,7 +76,6 @@ def export_hgq_trial(study: Any, ostudy: optuna.Study, frozen: optuna.trial.Froz
     """Write trial ``frozen`` of the hgq study ``ostudy`` as ``NAME.keras``, ``NAME.hls4ml.json`` and
     ``NAME.json`` (what the network expects and what was measured); with ``check_with_hls4ml``
     nothing is written unless hls4ml's emulation of the written configuration matches on every test row."""
-    from qapbo.export.qonnx import _atomic_write, trial_data
     from qapbo.study.hgq import load_stored_model
     from qapbo.train.hgq import keras_logits, logic_logits, require_hgq, trace_hgq
 
@@ -109,8 +110,8 @@ def export_hgq_trial(study: Any, ostudy: optuna.Study, frozen: optuna.trial.Froz
                                   f"{hcheck.same_class}/{hcheck.rows} test rows, max logit difference "
                                   f"{hcheck.max_abs_diff:.3g}), so nothing was written; please report this")
         record = _sidecar(out, hls_path, ostudy, frozen, data, same, strategy, hcheck)
-        _atomic_write(hls_path, config)
-        _atomic_write(side, json.dumps(record, indent=2).encode())
+        atomic_write(hls_path, config)
+        atomic_write(side, json.dumps(record, indent=2).encode())
         os.replace(staged, out)
     return KerasExportReport(out, side, hls_path, ostudy.study_name, frozen.number, len(want), same,
                              STRATEGIES[strategy], hcheck)

@@ -26,8 +26,9 @@ import optuna
 import torch
 
 from qapbo.cost.fixedpoint import LOGIT_TOLERANCE, FixedPointView, agreement, fixed_point_view, least_exact_precision
-from qapbo.data.split import JetData, load_data
+from qapbo.data.split import JetData
 from qapbo.errors import ExportError, FixedPointError
+from qapbo.export.files import atomic_write
 from qapbo.export.hls4ml_config import (
     DEFAULT_STRATEGY,
     STRATEGIES,
@@ -37,6 +38,7 @@ from qapbo.export.hls4ml_config import (
     prepare_graph,
     require_hls4ml,
 )
+from qapbo.export.trial import trial_data
 from qapbo.nn.models import JetTagger
 from qapbo.records import ATTR_KIND
 from qapbo.study.file import StudyFile
@@ -91,7 +93,7 @@ def to_qonnx(model: JetTagger, path: str | Path) -> Path:
         with _quiet_native_stderr():  # torch's C++ exporter warns about the unused qonnx domain of float nets
             export_qonnx(wrapper, args=torch.zeros(1, model.spec.n_inputs), export_path=raw, dynamo=False)
         cleaned = cleanup_model(ModelWrapper(raw))
-        _atomic_write(path, cleaned.model.SerializeToString())
+        atomic_write(path, cleaned.model.SerializeToString())
     return path
 
 
@@ -188,8 +190,8 @@ def export_trial(
         record = _sidecar(out, ostudy, frozen, model, data, len(x), diff, same)
         record["hls4ml"] = _hls4ml_record(hls_path, view, model, data, note, hcheck, strategy)
         if hls_path is not None and config is not None:
-            _atomic_write(hls_path, config)
-        _atomic_write(side, json.dumps(record, indent=2).encode())
+            atomic_write(hls_path, config)
+        atomic_write(side, json.dumps(record, indent=2).encode())
         os.replace(unchecked, out)
     finally:
         if unchecked.exists():
@@ -260,17 +262,6 @@ def _pick_study(study: StudyFile, rdb: optuna.storages.BaseStorage, name: str | 
     return stored[0]
 
 
-def trial_data(study: StudyFile, trial: optuna.trial.FrozenTrial) -> JetData:
-    """The data variant the trial was trained on (its fold and label randomization), checked by fingerprint."""
-    fold, randomized = trial.params.get("fold", 0), trial.params.get("randomized", 0.0)
-    cfg = next(c for k, r, c in study.data_variants() if k == fold and r == randomized)
-    data = load_data(cfg)
-    if data.fingerprint != trial.user_attrs.get("data_fingerprint"):
-        raise ExportError(f"the data of {study.path} is not the data trial {trial.number} was trained on "
-                          "(fingerprints differ); export with the same data (and --synthetic/--rows) as the run")
-    return data
-
-
 def _costs(trial: optuna.trial.FrozenTrial, model: JetTagger) -> dict[str, Any]:
     """EBOPs and da4ml's LUTs and latency beside BOPs: as recorded, else measured now (qapbo.cost.measure)."""
     from qapbo.cost.definitions import COSTS
@@ -321,26 +312,6 @@ def _quiet_native_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def _file_mode() -> int:
-    """0666 less the umask: what ``open`` would give (mkstemp gives 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _ranges(numbers: list[int]) -> str:
