@@ -246,3 +246,12 @@ def test_export_checks_with_hls4ml_and_the_readme_recipe_reproduces_the_stored_m
     bad = _qapbo("export", str(path), "--study", "h-hgq", "--trial", str(t.number), "--storage", url, "--out",
                  str(tmp_path / "x.keras"), "--precision", "8")
     assert bad.returncode == 2 and "--precision applies to QONNX exports" in bad.stderr
+
+
+def test_run_without_the_extra_stops_before_training_anything(tmp_path):
+    (tmp_path / "b.toml").write_text(STUDY.format(name="b", qap=QAP))
+    code = "import sys; sys.modules['hgq'] = None; from qapbo.cli import main; sys.exit(main(['run', 'b.toml']))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "pip install 'qapbo[hgq]'; or remove the [hgq] section of b.toml" in p.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "b.toml"]  # no QAP level trained or stored first

@@ -103,6 +103,15 @@ def run_pipeline(
     figures into ``out`` (default :func:`figure_dir`). A finished run only compares and redraws."""
     from qapbo.compare.figures import plot_all
 
+    if study.hgq is not None:  # say so before hours of search and QAP, not after them
+        from qapbo.errors import HgqError
+        from qapbo.train.hgq import require_hgq
+
+        try:
+            require_hgq()
+        except HgqError as exc:
+            raise HgqError(f"{exc}; or remove the [hgq] section of {study.path} to run without the HGQ2 "
+                           "contender") from None
     names: list[str] = []
     for section in SECTIONS:
         if getattr(study, section) is not None:
