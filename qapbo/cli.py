@@ -165,8 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(stopped-early trials and a refined study's searches included) and every pair's "
                                    "hypervolume at equal compute (the seconds and epochs the cheaper one spent).")
     _comparison_args(c)
-    c.add_argument("--out", help=f"directory for the figures (default: {FIGURES_RULE})")
-    c.add_argument("--json", action="store_true", help="print the comparison as JSON instead of Markdown")
+    c.add_argument("--out", help=f"directory for the figures (default: {FIGURES_RULE}; with --json, figures are "
+                                 "written only when --out is given)")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON instead of Markdown (every "
+                                                       "number; no figures unless --out)")
+    c.add_argument("--wide", action="store_true", help="every AUC target and budget and the counts behind each front "
+                                                       "in the table (default: the middle target and budget)")
     c.set_defaults(func=cmd_compare)
 
     pl = sub.add_parser("plot", help="write one figure from stored studies",
@@ -262,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help=f"directory for the figures (default: {FIGURES_RULE})")
     _workers_arg(r, "for the search, the refine members and the QAP chains")
     _synthetic_args(r)
+    r.add_argument("--wide", action="store_true", help="every AUC target and budget in the comparison table")
     _progress_arg(r, "bars on a terminal, else one line per trial and per level")
     r.set_defaults(func=cmd_run)
     return parser
@@ -396,12 +401,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from qapbo.compare.figures import plot_all
 
+    wants_figures = not args.json or args.out is not None  # JSON is for scripts: no files unless asked for
     cmp = _comparison(args)
-    paths = plot_all(cmp, Path(args.out))
+    paths = plot_all(cmp, Path(args.out)) if wants_figures else []
     if args.json:
         print(json.dumps(cmp.to_dict() | {"figures": [str(p) for p in paths]}, indent=2))
     else:
-        print(cmp.to_markdown())
+        print(cmp.to_markdown(wide=args.wide))
         print(f"\nfigures written to {args.out}/: " + ", ".join(p.name for p in paths))
     return 0
 
@@ -434,7 +440,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = _load_study(args)
     res = run_pipeline(study, storage=args.storage, workers=args.workers, progress=_progress(args),
                        synthetic=args.synthetic, rows=args.rows, out=args.out)
-    print(res.comparison.to_markdown())
+    print(res.comparison.to_markdown(wide=args.wide))
     print(f"\nresults in {redact(res.url)} (studies: {', '.join(res.study_names)}); figures in {res.out}/: "
           + ", ".join(p.name for p in res.figures))
     return 0

@@ -115,21 +115,27 @@ def test_equal_compute_pairs_by_hand(results):
     assert (p["cheaper_in_epochs"], p["budget_epochs"]) == ("s-qap", 14)
     assert (p["hv_a_at_seconds"], p["hv_b_at_seconds"]) == pytest.approx((0.9, 0.98))
     assert (p["hv_a_at_epochs"], p["hv_b_at_epochs"]) == pytest.approx((0.9, 0.98))
-    p = pairs["s-search", "s-refine"]
-    assert (p["cheaper"], p["budget_seconds"], p["budget_epochs"]) == ("s-search", 17.0, 33)
-    assert (p["hv_a_at_seconds"], p["hv_b_at_seconds"]) == pytest.approx((1.1, 0.8))
-    assert (p["hv_a_at_epochs"], p["hv_b_at_epochs"]) == pytest.approx((1.1, 0.8))
+    # the refined study contains its search: that pair would compare the pipeline with its own first half
+    assert ("s-search", "s-refine") not in pairs and len(pairs) == 2
     p = pairs["s-qap", "s-refine"]
     assert (p["cheaper"], p["budget_seconds"], p["hv_a_at_seconds"], p["hv_b_at_seconds"]) == ("s-qap", 11.0, 0.98, 0.0)
+    assert p["b_starts_at"] == {"seconds": 17.0, "epochs": 33}
     rows = {r["study"]: r for r in cmp.rows}
     assert (rows["s-search"]["trials"], rows["s-search"]["stopped_early"], rows["s-search"]["infeasible"]) == (3, 1, 1)
+    assert rows["s-search"]["trained"] == 4  # 3 with a point and 1 stopped early
     assert (rows["s-refine"]["epochs"], rows["s-refine"]["own_epochs"]) == (38, 5)
     assert rows["s-refine"]["own_seconds"] == pytest.approx(4.0)
     md = cmp.to_markdown()
-    assert "| s-search | search | 3 | 1 | 2 | 1 |" in md
+    assert "| s-search | search | 4 | 2 |" in md  # trained, front
+    assert "| s-search | search | 4 | 1 | 2 | 1 |" in cmp.to_markdown(wide=True)  # ... stopped early, below min AUC
     assert "| 38 (5) | 21 (4) |" in md and "refines gone-search, which this storage does not hold" in md
     assert "| s-search | s-qap | 11 | 0.9000 | 0.9800 | 14 | 0.9000 | 0.9800 |" in md
     assert "At the 11 s s-qap spent, s-search had reached hypervolume 0.9000 against s-qap's 0.9800." in md
+    # not "hypervolume 0.0000": the refined study had not begun at the 11 s QAP spent
+    assert "| s-qap | s-refine | 11 | 0.9800 | n/a | 14 | 0.9800 | n/a |" in md
+    assert ("At the 11 s s-qap spent (hypervolume 0.9800), s-refine had not begun: it starts after its searches' "
+            "17 s.") in md
+    assert "0.0000" not in md
 
 
 def test_compare_json_through_the_cli(url, tmp_path, capsys):
@@ -137,10 +143,10 @@ def test_compare_json_through_the_cli(url, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [r["study"] for r in out["studies"]] == ["s-search", "s-qap", "s-refine"]
     assert [(p["a"], p["b"], p["cheaper"]) for p in out["equal_compute"]] == [
-        ("s-search", "s-qap", "s-qap"), ("s-search", "s-refine", "s-search"), ("s-qap", "s-refine", "s-qap")]
+        ("s-search", "s-qap", "s-qap"), ("s-qap", "s-refine", "s-qap")]
     p = out["equal_compute"][1]
-    assert p["budget_seconds"] == 17.0 and p["hv_a_at_seconds"] == pytest.approx(1.1)
-    assert p["hv_b_at_seconds"] == pytest.approx(0.8) and p["budget_epochs"] == 33
+    assert p["budget_seconds"] == 11.0 and p["hv_a_at_seconds"] == pytest.approx(0.98)
+    assert p["hv_b_at_seconds"] == 0.0 and p["b_starts_at"]["seconds"] == 17.0
     assert out["studies"][2]["missing_sources"] == ["gone-search"]
     assert (tmp_path / "figs" / "hypervolume.png").stat().st_size > 10_000
 

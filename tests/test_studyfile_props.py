@@ -53,7 +53,7 @@ def test_qap_levels_below_min_auc_are_stored_infeasible(tmp_path):
     (r,) = load_results(url)
     cmp = compare([r])
     assert cmp.rows[0]["front_size"] == 0 and cmp.rows[0]["infeasible"] == 2 and cmp.rows[0]["hypervolume"] == 0
-    assert "| m-qap | qap | 2 | 0 | 0 | 2 |" in cmp.to_markdown()  # trials, stopped early, front, below min AUC
+    assert "| m-qap | qap | 2 | 0 | 0 | 2 |" in cmp.to_markdown(wide=True)  # trained, stopped early, front, below
 
 
 # --------------------------------------------------------------------------- property-based

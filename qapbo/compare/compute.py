@@ -47,11 +47,13 @@ def hypervolume_at(history: Sequence[HistoryStep], seconds: float | None = None,
 def equal_compute(results: Sequence[StudyResult], ref: tuple[float, float]) -> list[dict[str, Any]]:
     """For every pair of studies, the hypervolume of each at the training seconds (and, apart, the
     epochs) the cheaper one spent in total: headline numbers that do not favour the study that
-    simply trained longer."""
+    simply trained longer. A refined study is not paired with a search it refines (it contains it)."""
     hist = {id(r): hypervolume_history(r, ref) for r in results}
     out = []
     for i, a in enumerate(results):
         for b in results[i + 1:]:
+            if a.name in b.refine_of or b.name in a.refine_of:
+                continue  # a refined study contains its search: the pair would compare the pipeline with its own first half
             ha, hb = hist[id(a)], hist[id(b)]
             sec = min(ha[-1].seconds, hb[-1].seconds)
             ep = min(ha[-1].epochs, hb[-1].epochs)
@@ -61,5 +63,8 @@ def equal_compute(results: Sequence[StudyResult], ref: tuple[float, float]) -> l
                         "hv_b_at_seconds": hypervolume_at(hb, seconds=sec),
                         "cheaper_in_epochs": a.name if ha[-1].epochs <= hb[-1].epochs else b.name,
                         "budget_epochs": ep, "hv_a_at_epochs": hypervolume_at(ha, epochs=ep),
-                        "hv_b_at_epochs": hypervolume_at(hb, epochs=ep)})
+                        "hv_b_at_epochs": hypervolume_at(hb, epochs=ep),
+                        # a refined study has no front before its searches' total: "not yet", not hypervolume 0
+                        "a_starts_at": {"seconds": a.source_seconds, "epochs": a.source_epochs},
+                        "b_starts_at": {"seconds": b.source_seconds, "epochs": b.source_epochs}})
     return out
