@@ -230,8 +230,8 @@ class LearnedTagger(nn.Module):
     :func:`train_epoch` does); before costing or exporting, :meth:`calibrate` on the training rows.
 
     Parameters are packed (module docstring, "Speed"): :meth:`weight`/:meth:`bias` are views of
-    layer ``i``'s float parameters, :meth:`datalane` the slice of the packed datalane tensors
-    feeding it. Weights are initialised as Keras' (and so HGQ's) Dense: Glorot-uniform, zero biases.
+    layer ``i``'s parameters (or of their ``phi``, gradients, codes), :meth:`datalane` the slice of
+    the packed datalane tensors feeding it. Weights are initialised as Keras' (and so HGQ's) Dense: Glorot-uniform, zero biases.
     """
 
     def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, *, weight_f0: float = F0,
@@ -270,14 +270,16 @@ class LearnedTagger(nn.Module):
 
     # -------------------------------------------------------------- views of the packed tensors
 
-    def weight(self, i: int) -> torch.Tensor:
-        """Layer ``i``'s float weights (outputs, inputs), a view of ``values``."""
+    def weight(self, i: int, of: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer ``i``'s weights (outputs, inputs): a view of ``values``, or of ``of``, any tensor packed as
+        ``values`` is (``value_phi``, its ``grad``, :meth:`value_codes`)."""
         a, b, _ = self._values_at[i]
-        return self.values[a:b].view(self.widths[i + 1], self.widths[i])
+        return (self.values if of is None else of)[a:b].view(self.widths[i + 1], self.widths[i])
 
-    def bias(self, i: int) -> torch.Tensor:
+    def bias(self, i: int, of: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer ``i``'s biases, a view of ``values`` or of ``of`` (see :meth:`weight`)."""
         _, b, c = self._values_at[i]
-        return self.values[b:c]
+        return (self.values if of is None else of)[b:c]
 
     def datalane(self, i: int) -> slice:
         """The slice of ``data_phi``/``lo``/``hi`` of layer ``i``'s inputs."""
