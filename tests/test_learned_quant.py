@@ -14,11 +14,25 @@ import torch
 
 from qapbo.cost.bops import linear_bops
 from qapbo.cost.measure import linear_ebops
-from qapbo.cost.perweight import (BOPS_DEFINITION, EBOPS_DEFINITION, layer_bops, layer_ebops, network_bops,
-                                  network_ebops, perweight_costs)
+from qapbo.cost.perweight import (
+    BOPS_DEFINITION,
+    EBOPS_DEFINITION,
+    layer_bops,
+    layer_ebops,
+    network_bops,
+    network_ebops,
+    perweight_costs,
+)
 from qapbo.errors import SpecError
-from qapbo.nn.learned import (LearnedTagger, code_format, log_ramp, quantize_data, quantize_values, train_epoch,
-                              value_bits)
+from qapbo.nn.learned import (
+    LearnedTagger,
+    code_format,
+    log_ramp,
+    quantize_data,
+    quantize_values,
+    train_epoch,
+    value_bits,
+)
 from qapbo.nn.metrics import macro_auc
 from qapbo.train.hgq import hgq_bops, hgq_ebops
 
