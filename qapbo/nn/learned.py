@@ -2,7 +2,7 @@
 
 The method is HGQ's (Sun et al., "Gradient-based automatic mixed precision quantization for neural
 networks on-chip", arXiv:2405.00645), written here from its description for qapbo's own PyTorch
-training; no HGQ or HGQ2 code is used (HGQ2's source was read only to check behaviour). Every
+training; no HGQ or HGQ2 code is used (their sources were read only to check behaviour). Every
 weight, every bias, every input feature and every hidden neuron has its own fixed-point format;
 the loss adds ``beta * EBOPs`` so that gradient descent trades accuracy against cost, and a
 weight whose bits reach 0 is pruned.
@@ -29,17 +29,17 @@ The gradients:
 
 * w.r.t. the quantized value: straight-through (1), 0 where a value saturated or where the
   ReLU fused into an activation quantizer is off;
-* w.r.t. ``f``, the paper's surrogate: it writes the quantization error ``delta = x - q`` and,
-  since the error of a uniform quantizer scales as ``2**-f``, takes ``d delta / d f = -ln2 *
-  delta``; hence ``d q / d f = ln2 * (x - q)``, summed over the rows for a data quantizer
-  (0 where a value saturated). This is also what a straight-through round of
-  ``round(x 2**f) 2**-f`` gives.
-* EBOPs (:meth:`LearnedTagger.ebops`, qapbo's ``hgq2-ebops-v1`` definition, :func:`qapbo.cost.linear_ebops`):
+* w.r.t. ``f``, the paper's surrogate, from the quantization error ``delta = x - q``: the error
+  of a uniform quantizer scales as ``2**-f``, so ``d delta / d f = -ln2 * delta`` and
+  ``d q / d f = ln2 * (x - q)`` (what the authors' HGQ computes, and what a straight-through
+  round of ``round(x 2**f) 2**-f`` gives), summed over the rows for a data quantizer (0 where a
+  value saturated).
+* EBOPs (:meth:`LearnedTagger.ebops`; qapbo's ``hgq2-ebops-v1``, :func:`qapbo.cost.measure.linear_ebops`):
   per layer ``sum_ij width(in_j) * bits(w_ij) + sum_i bits(b_i)``. Its value is exact (the same
   integer the cost module counts from the exported integers); its gradient treats a width as
   ``integer bits + f`` with the integer bits fixed: ``d/d f_w,ij = width(in_j)`` and
-  ``d/d f_in,j = sum_i bits(w_ij)`` where that width is non-zero, 0 where it is 0 (as the paper's
-  ``max(i + f, 0)``).
+  ``d/d f_in,j = sum_i bits(w_ij)`` where that width is non-zero, 0 where it is 0 (as a width
+  ``max(i + f, 0)`` would have).
 
 Where this follows the paper and where it differs:
 
@@ -47,25 +47,31 @@ Where this follows the paper and where it differs:
   delta`` surrogate; weights' integer bits from their values, data's from recorded min/max
   reset per epoch (HGQ's ``ResetMinMax``); EBOPs as the sum over multiplications of operand
   bits; the loss ``CE + beta * EBOPs``; a log ramp of beta (:func:`log_ramp`); pruning at 0 bits.
-* differs: EBOPs count each weight's *integer value* bits with its sign (qapbo's definition; HGQ
-  counts the quantizer's width without the sign) and a bias by the bits of its value (HGQ2: the
-  mean bias width times the outputs); the data width is the exact two's-complement width of the
-  recorded codes (HGQ: ``floor(log2 max|x|) + 1`` integer bits plus a sign bit if the minimum
-  is negative), so ``[-2**i, 0]`` needs no extra bit; values outside the recorded range
-  saturate (HGQ2 ``WRAP``s datalanes after its ``trace_minmax``); a saturated value passes no
-  gradient; the activation is quantized after the ReLU, one format per neuron (HGQ quantizes
-  the pre-activation and biases at its precision; HGQ2 quantizes each layer's input, as here);
-  biases have their own trained ``f``; no BatchNorm and no output quantizer (the logits are the
-  exact fixed-point sums); ``phi`` is brought within ``[-(e + 1), F_MAX]`` after every epoch
-  (:meth:`LearnedTagger.clamp_`), ``e`` the binary exponent of the element's magnitude (its
-  own value, or its range), so that a pruned element stays one bit from revival (HGQ2 bounds a
-  weight's bits to ``[0, 12]``).
+* differs:
+
+  - EBOPs count each weight's *integer value* bits with its sign (qapbo's definition; HGQ and
+    HGQ2 count the quantizer's width without the sign), and a bias by the bits of its value
+    (HGQ2: the mean bias width times the outputs);
+  - a datalane's width is the exact two's-complement width of its recorded codes (HGQ:
+    ``floor(log2 max|x|) + 1`` integer bits plus a sign bit if the minimum is negative), so
+    ``[-2**i, 0]`` needs no extra bit;
+  - values outside the recorded range saturate and pass no gradient (HGQ2 ``WRAP``s datalanes,
+    after its ``trace_minmax``);
+  - the activation is quantized after the ReLU, one format per neuron, as HGQ2 quantizes each
+    layer's input (HGQ quantizes the pre-activation, and biases at its precision); biases have
+    their own trained ``f``;
+  - every weight starts at the same ``f`` (``F0``, as HGQ2's example; HGQ sets each weight's
+    initial ``f`` so that every weight starts with the same bits);
+  - no BatchNorm and no output quantizer (the logits are the exact fixed-point sums);
+  - ``phi`` is brought within ``[-(e + 1), F_MAX]`` after every epoch (:meth:`LearnedTagger.clamp_`),
+    ``e`` the binary exponent of the element's magnitude (its own value, or its range), so that a
+    pruned element stays one bit from revival (HGQ2 bounds a weight's bits to ``[0, 12]``).
 
 Speed: a 16-64-32-32-5 net is so small that the number of tensor operations, not their size,
 sets the step time. So :class:`LearnedTagger` packs its parameters: every weight and bias of every
 layer in one vector (``values``, with ``value_phi``), every datalane's ``f`` in another
 (``data_phi``, with the ranges ``lo``/``hi``): the weights are quantized by one autograd node,
-each datalane by one, the EBOPs of the whole net by one, and Adam updates four tensors. Forward
+each datalane by one, the EBOPs of the whole net by one, and Adam updates three tensors. Forward
 and backward of each node are written out, as in :mod:`qapbo.nn.quant`.
 """
 
