@@ -369,3 +369,51 @@ def test_beta_lowers_ebops_and_keeps_the_auc(tiny_data):
     e0, e1 = m0.ebops().item(), m1.ebops().item()
     assert e1 < 0.8 * e0, (e0, e1)
     assert auc0 > 0.6 and auc1 > 0.6, (auc0, auc1)
+
+
+def reference_loss(m: LearnedTagger, x: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
+    """The same loss from per-layer tensors and plain autograd ops: value-preserving surrogates
+    ``v + c * (f - f.detach())`` carry the paper's gradients, no packing, no custom nodes."""
+    def st(p):  # round(phi) with a straight-through gradient
+        return p + (torch.round(p) - p).detach()
+
+    def quant(v, f, relu=False):
+        h = torch.relu(v) if relu else v
+        q = (torch.floor(h * 2.0 ** f + 0.5) * 2.0 ** -f).detach()
+        return h + (q - h).detach() + LN2 * (h - q).detach() * (f - f.detach())
+
+    def bits(b, f):  # a width's surrogate: integer bits fixed, + f where the width is not 0
+        return b.detach() + (b > 0) * (f - f.detach())
+
+    total, e = x, torch.zeros(())
+    lanes = [st(m.data_phi[m.datalane(i)]) for i in range(len(m.widths) - 1)]
+    a_bits = m.data_codes()[0]
+    for i in range(len(m.widths) - 1):
+        fw, fb = st(m.weight(i, m.value_phi)), st(m.bias(i, m.value_phi))
+        total = quant(total, lanes[i], relu=i > 0)
+        w, b = quant(m.weight(i), fw), quant(m.bias(i), fb)
+        nw = torch.floor(m.weight(i) * 2.0 ** torch.round(m.weight(i, m.value_phi)) + 0.5)
+        nb = torch.floor(m.bias(i) * 2.0 ** torch.round(m.bias(i, m.value_phi)) + 0.5)
+        wb, bb = bits(value_bits(nw), fw), bits(value_bits(nb), fb)
+        e = e + (wb * bits(a_bits[m.datalane(i)], lanes[i])).sum() + bb.sum()
+        total = total @ w.T + b
+    return torch.nn.functional.cross_entropy(total, y) + beta * e
+
+
+def test_packed_network_gradients_equal_a_plain_autograd_reference():
+    torch.manual_seed(1)
+    m = LearnedTagger(5, (7, 4), 3)
+    with torch.no_grad():
+        m.value_phi.add_(torch.randint(-2, 3, m.value_phi.shape))
+        m.data_phi.add_(torch.randint(-2, 3, m.data_phi.shape))
+    x, y = torch.randn(40, 5), torch.randint(0, 3, (40,))
+    m.train()  # training: the ranges hold the batch, nothing saturates
+    loss = torch.nn.functional.cross_entropy(m(x), y) + 1e-2 * m.ebops()
+    loss.backward()
+    got = [p.grad.clone() for p in (m.values, m.value_phi, m.data_phi)]
+    m.zero_grad()
+    ref = reference_loss(m, x, y, 1e-2)
+    assert torch.allclose(ref, loss.detach())
+    ref.backward()
+    for g, p in zip(got, (m.values, m.value_phi, m.data_phi)):
+        assert torch.allclose(g, p.grad, rtol=1e-5, atol=1e-6)
