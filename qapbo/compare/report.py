@@ -223,7 +223,7 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
         front = values(r.front)
         row: dict[str, Any] = {
             "study": r.name, "kind": r.kind, "trials": len(r.trials), "front_size": len(front),
-            "trained": len(r.trials) + r.missing_cost + len(r.pruned),
+            "trained": r.trained,
             "infeasible": len(r.infeasible),
             "hypervolume": hypervolume(front, ref),
             "min_cost_at_auc": {str(t): min_cost_at_auc(front, t) for t in targets},

@@ -75,6 +75,11 @@ class StudyResult:
                               if t.state == TrialState.COMPLETE]
 
     @property
+    def trained(self) -> int:
+        """Networks that trained: those with a point, those without the compared cost, those stopped early."""
+        return len(self.trials) + self.missing_cost + len(self.pruned)
+
+    @property
     def missing_cost(self) -> int:
         """COMPLETE trials without the compared cost: left off the fronts, never guessed."""
         return sum(t.state == TrialState.COMPLETE for t in self.compute_only)
