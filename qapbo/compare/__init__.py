@@ -10,6 +10,7 @@ _NAMES = {
     "load_results": "qapbo.compare.results",
     "pareto_front": "qapbo.compare.fronts",
     "hypervolume": "qapbo.compare.fronts",
+    "attainment_surfaces": "qapbo.compare.fronts",
     "coverage": "qapbo.compare.fronts",
     "min_cost_at_auc": "qapbo.compare.fronts",
     "best_auc_within": "qapbo.compare.fronts",
