@@ -11,6 +11,8 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from qapbo.cost.bops import model_bops
+from qapbo.cost.flops import forward_flops
+from qapbo.data.split import load_data
 from qapbo.errors import StudyFileError
 from qapbo.nn.models import build_model
 from qapbo.nn.spec import ModelSpec
@@ -194,6 +196,13 @@ def test_a_hopeless_trial_is_pruned_soon_after_warm_up_and_a_front_trial_is_not(
     assert 3 <= stopped.user_attrs["epochs"] <= 2 + 3  # within a few epochs after the 2 of warm-up
     assert len(stopped.user_attrs["intermediate_val_auc"]) == stopped.user_attrs["epochs"]
     assert stopped.user_attrs["seconds"] > 0 and stopped.user_attrs["kind"] == "search"
+    # a stopped trial's compute in FLOPs too: its epochs of 16-32-32-5 (BatchNorm affine), each training the
+    # training rows and evaluating the validation rows twice (loss, and the AUC early stopping reads)
+    data = load_data(study.data)
+    rows = len(data.y_train) - 1 if len(data.y_train) % 128 == 1 else len(data.y_train)
+    f = forward_flops((16, 32, 32, 5), "affine")
+    assert stopped.user_attrs["flops"] == stopped.user_attrs["epochs"] * (3 * f * rows + 2 * f * len(data.y_val))
+    assert stopped.user_attrs["cpu_seconds"] > 0
     assert stopped.user_attrs["nominal_bops"] == pytest.approx(
         nominal_bops(ModelSpec(n_inputs=16, hidden=(32, 32), n_classes=5, weight_bits=32), 0.0))
     reason = stopped.user_attrs["stop_reason"]

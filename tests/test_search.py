@@ -219,3 +219,14 @@ def test_a_pruned_trial_counts_the_training_of_every_level(tmp_path):
     assert t.user_attrs["pruning_levels"] == 6  # 0, 10, 20, 30, 40, 50 %
     assert t.user_attrs["epochs"] == 6 * 2  # every level trained its 2 epochs
     assert len(t.user_attrs["intermediate_val_auc"]) == 12
+    # FLOPs of all 12 epochs: each trains the training rows and evaluates the validation rows twice (loss, AUC)
+    from qapbo.cost.flops import forward_flops
+    from qapbo.data.split import load_data
+
+    data = load_data(parse_study(text, "pl.toml").data)
+    n_train, n_val = len(data.y_train), len(data.y_val)
+    rows = n_train - 1 if n_train % 128 == 1 else n_train
+    f = forward_flops((16, t.params["width_1"], 5), "affine")
+    assert t.user_attrs["flops"] == 12 * (3 * f * rows + 2 * f * n_val)
+    assert t.user_attrs["flops_definition"] == "qapbo-train-flops-v1"
+    assert 0 < t.user_attrs["cpu_seconds"]

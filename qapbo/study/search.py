@@ -23,6 +23,8 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from qapbo.cost.definitions import FLOPS_DEFINITION
+from qapbo.cost.flops import training_flops
 from qapbo.cost.measure import measure_costs
 from qapbo.data.split import JetData, load_data
 from qapbo.errors import QapboError, StudyFileError, TrainingError
@@ -43,6 +45,7 @@ from qapbo.study.storage import (
     save_checkpoint,
     storage_url,
 )
+from qapbo.train.loop import rows_per_epoch
 from qapbo.train.measure import train_and_measure
 from qapbo.train.prune import initial_state_of, iterative_pruning
 
@@ -108,13 +111,14 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, for debugging
         nominal = nominal_bops(cand.spec, cand.sparsity)
         trial.set_user_attr("nominal_bops", nominal)  # the cost known before training (qapbo.study.early_stop)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             rec, model = self._train(trial, cand, nominal)
         except _Hopeless as stop:
             curve = stop.args[1]
             # the contract of a stopped trial: what it cost, why it stopped; then Optuna stores it PRUNED
-            for k, v in {"epochs": len(curve), "seconds": time.perf_counter() - t0, "kind": "search",
+            for k, v in {"epochs": len(curve), "seconds": time.perf_counter() - t0,
+                         "cpu_seconds": time.process_time() - c0, **self._flops(cand, len(curve)), "kind": "search",
                          "stop_reason": stop.args[0], "target_sparsity": cand.sparsity}.items():
                 trial.set_user_attr(k, v)
             raise optuna.TrialPruned(stop.args[0]) from None
@@ -125,6 +129,7 @@ class Objective:
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
             raise
         rec["target_sparsity"] = cand.sparsity
+        rec |= self._flops(cand, rec["epochs"])
         rec["constraints"] = [c.violation(rec) for c in self.settings.constraints]
         for c, v in zip(self.settings.constraints, rec["constraints"]):
             trial.set_constraint(str(c), v)  # <= 0 is feasible; samplers and best_trials read it
@@ -140,6 +145,14 @@ class Objective:
         if missing:
             raise TrainingError(f"{', '.join(missing)} could not be measured: {rec.get('cost_note', 'see qapbo.cost.measure')}")
         return (rec["auc"], *(float(rec[c]) for c in self.settings.costs))
+
+    def _flops(self, cand: Candidate, epochs: int) -> dict[str, Any]:
+        """The trial's training FLOPs (:mod:`qapbo.cost.flops`): each epoch trains the training rows and
+        evaluates the validation rows twice, for the loss and for the AUC early stopping reads."""
+        spec = cand.spec.sized_for(self.data.n_features, self.data.n_classes)
+        rows = rows_per_epoch(len(self.data.y_train), cand.train_config(self.study.train).batch_size)
+        return {"flops": training_flops(spec, rows, 2 * len(self.data.y_val), epochs),
+                "flops_definition": FLOPS_DEFINITION}
 
     def _train(self, trial: optuna.Trial, cand: Candidate, nominal: float) -> tuple[dict[str, Any], Any]:
         # Every trial derives its seeds from the study seed and its number: reproducible.
@@ -180,6 +193,7 @@ class Objective:
         # the trial's cost is every level's training, not the last level's alone
         rec["epochs"] = sum(lv.measurement.record["epochs"] for lv in levels)
         rec["seconds"] = sum(lv.measurement.record["seconds"] for lv in levels)
+        rec["cpu_seconds"] = sum(lv.measurement.record["cpu_seconds"] for lv in levels)
         rec["pruning_levels"] = len(levels)
         return rec, model
 
