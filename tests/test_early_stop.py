@@ -19,6 +19,7 @@ from qapbo.nn.spec import ModelSpec
 from qapbo.study.early_stop import Curve, EarlyStopper, Evidence, Member, cost_ratios, decide, margin, nominal_bops
 from qapbo.study.file import parse_study
 from qapbo.study.search import make_sampler, prepare_search, run_search
+from qapbo.study.storage import stored_config
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 
@@ -229,7 +230,7 @@ def test_a_study_stored_before_the_early_stop_keys_resumes_with_them(tmp_path):
     url = f"sqlite:///{tmp_path}/old.db"
     old = parse_study(FILE.replace("early_stop_warmup = 2", "").format(n_trials=2, extra=""), "es.toml")
     run_search(old, storage=url, progress=False, log=quiet)
-    stored = optuna.load_study(study_name="es-search", storage=url).user_attrs["qapbo_config"]
+    stored = stored_config(optuna.load_study(study_name="es-search", storage=url))
     assert not any(k.startswith("early_stop") for k in stored["search"])  # as before the keys existed
     new = parse_study(FILE.format(n_trials=3, extra="early_stop = false\nearly_stop_startup_trials = 6"), "es.toml")
     (ostudy,) = run_search(new, storage=url, progress=False, log=quiet)

@@ -3,10 +3,10 @@
 import math
 
 import numpy as np
-from numpy.testing import assert_allclose
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.testing import assert_allclose
 
 from qapbo.compare.fronts import attainment_surfaces, hypervolume
 
