@@ -45,6 +45,8 @@ _NAMES = {
     "Measurement": "qapbo.train.measure",
     "train_and_measure": "qapbo.train.measure",
     "BOPS_DEFINITION": "qapbo.cost.definitions",
+    "FLOPS_DEFINITION": "qapbo.cost.definitions",
+    "training_flops": "qapbo.cost.flops",
     "BopsReport": "qapbo.cost.bops",
     "linear_bops": "qapbo.cost.bops",
     "model_bops": "qapbo.cost.bops",

@@ -11,12 +11,15 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from qapbo.cost.bops import model_bops
+from qapbo.cost.flops import forward_flops
+from qapbo.data.split import load_data
 from qapbo.errors import StudyFileError
 from qapbo.nn.models import build_model
 from qapbo.nn.spec import ModelSpec
 from qapbo.study.early_stop import Curve, EarlyStopper, Evidence, Member, cost_ratios, decide, margin, nominal_bops
 from qapbo.study.file import parse_study
 from qapbo.study.search import make_sampler, prepare_search, run_search
+from qapbo.study.storage import stored_config
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 
@@ -194,6 +197,13 @@ def test_a_hopeless_trial_is_pruned_soon_after_warm_up_and_a_front_trial_is_not(
     assert 3 <= stopped.user_attrs["epochs"] <= 2 + 3  # within a few epochs after the 2 of warm-up
     assert len(stopped.user_attrs["intermediate_val_auc"]) == stopped.user_attrs["epochs"]
     assert stopped.user_attrs["seconds"] > 0 and stopped.user_attrs["kind"] == "search"
+    # a stopped trial's compute in FLOPs too: its epochs of 16-32-32-5 (BatchNorm affine), each training the
+    # training rows and evaluating the validation rows twice (loss, and the AUC early stopping reads)
+    data = load_data(study.data)
+    rows = len(data.y_train) - 1 if len(data.y_train) % 128 == 1 else len(data.y_train)
+    f = forward_flops((16, 32, 32, 5), "affine")
+    assert stopped.user_attrs["flops"] == stopped.user_attrs["epochs"] * (3 * f * rows + 2 * f * len(data.y_val))
+    assert stopped.user_attrs["cpu_seconds"] > 0
     assert stopped.user_attrs["nominal_bops"] == pytest.approx(
         nominal_bops(ModelSpec(n_inputs=16, hidden=(32, 32), n_classes=5, weight_bits=32), 0.0))
     reason = stopped.user_attrs["stop_reason"]
@@ -220,7 +230,7 @@ def test_a_study_stored_before_the_early_stop_keys_resumes_with_them(tmp_path):
     url = f"sqlite:///{tmp_path}/old.db"
     old = parse_study(FILE.replace("early_stop_warmup = 2", "").format(n_trials=2, extra=""), "es.toml")
     run_search(old, storage=url, progress=False, log=quiet)
-    stored = optuna.load_study(study_name="es-search", storage=url).user_attrs["qapbo_config"]
+    stored = stored_config(optuna.load_study(study_name="es-search", storage=url))
     assert not any(k.startswith("early_stop") for k in stored["search"])  # as before the keys existed
     new = parse_study(FILE.format(n_trials=3, extra="early_stop = false\nearly_stop_startup_trials = 6"), "es.toml")
     (ostudy,) = run_search(new, storage=url, progress=False, log=quiet)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 #: Name and version of the BOPs definition (:mod:`qapbo.cost.bops`).
 BOPS_DEFINITION = "hawks2021-v1"
+#: Name and version of the rule that counts a trial's training FLOPs (:mod:`qapbo.cost.flops`): a measure of
+#: compute, not a hardware cost of the trained network, so it is no objective and not in DEFINITIONS.
+FLOPS_DEFINITION = "qapbo-train-flops-v1"
 #: Every cost qapbo can measure and use as an objective, with its definition's name and version.
 DEFINITIONS: dict[str, str] = {
     "bops": BOPS_DEFINITION,

@@ -2,6 +2,8 @@
 
 Batches are slices of one in-memory tensor shuffled by a seeded permutation each epoch: a
 per-sample Dataset + DataLoader costs more than the whole forward/backward of these tiny nets.
+A run reports its wall seconds, its process CPU seconds, and the rows it trained and evaluated per
+epoch, from which :mod:`qapbo.cost.flops` counts its FLOPs.
 """
 
 from __future__ import annotations
@@ -36,8 +38,16 @@ class TrainResult:
     best_epoch: int
     best_val_loss: float
     stopped_early: bool
-    seconds: float
+    seconds: float  # wall clock
     history: list[EpochLog] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # process CPU time (every thread of the process), beside the wall seconds
+    train_rows: int = 0  # rows trained per epoch (forward and backward)
+    val_rows: int = 0  # rows evaluated per epoch (the validation loss, forward only)
+
+
+def rows_per_epoch(n: int, batch_size: int) -> int:
+    """Rows an epoch trains on: all ``n``, less a last batch of one row, which BatchNorm cannot normalise."""
+    return n - 1 if n % batch_size == 1 else n
 
 
 def train(
@@ -56,14 +66,13 @@ def train(
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     xv, yv = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
     n, bs = len(y), config.batch_size
-    # BatchNorm cannot normalise a batch of one row: drop such a last batch.
-    stop = n - 1 if n % bs == 1 else n
+    stop = rows_per_epoch(n, bs)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     model.apply_masks_()  # pruned weights are exactly zero from the first step (l1_penalty relies on it)
 
     best_loss, best_epoch, best_state = math.inf, 0, _snapshot(model)
     history: list[EpochLog] = []
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -98,6 +107,7 @@ def train(
     return TrainResult(
         epochs=len(history), best_epoch=best_epoch, best_val_loss=best_loss,
         stopped_early=len(history) < config.epochs, seconds=time.perf_counter() - t_start, history=history,
+        cpu_seconds=time.process_time() - c_start, train_rows=stop, val_rows=len(yv),
     )
 
 

@@ -1,4 +1,9 @@
-"""Train one network and measure it: the path every study, QAP run and search trial takes."""
+"""Train one network and measure it: the path every study, QAP run and search trial takes.
+
+A trained network's record carries its compute three ways: wall ``seconds``, process
+``cpu_seconds`` and ``flops`` counted by the rule named in ``flops_definition``
+(:mod:`qapbo.cost.flops`), the last two independent of the machine's load.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any, Callable
 
 import torch
 
+from qapbo.cost.definitions import FLOPS_DEFINITION
+from qapbo.cost.flops import training_flops
 from qapbo.cost.measure import measure_costs
 from qapbo.data.split import JetData
 from qapbo.nn.metrics import evaluate
@@ -47,6 +54,9 @@ def measure(model: JetTagger, data: JetData, training: TrainResult | None = None
             "best_epoch": training.best_epoch,
             "best_val_loss": training.best_val_loss,
             "seconds": training.seconds,
+            "cpu_seconds": training.cpu_seconds,
+            "flops": training_flops(model.spec, training.train_rows, training.val_rows, training.epochs),
+            "flops_definition": FLOPS_DEFINITION,
         }
     return record
 
