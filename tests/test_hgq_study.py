@@ -20,6 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from qapbo.records import constraint_values
 from qapbo.train import hgq
 
 pytestmark = [pytest.mark.skipif(not hgq.hgq_available(), reason="needs the extra qapbo[hgq]"),
@@ -81,7 +82,7 @@ def test_run_stores_the_hgq_front_beside_qap_with_every_cost(run):
     path, url, _, p = run
     assert set(optuna.get_all_study_names(url)) == {"h-qap", "h-hgq"}
     s = optuna.load_study(study_name="h-hgq", storage=url)
-    assert s.user_attrs["qapbo_kind"] == "hgq"
+    assert s.user_attrs["qapbo_kind"] == "hgq" and s.metric_names == ["auc", "luts"]
     done = [t for t in s.trials if t.state == TrialState.COMPLETE]
     tail = [t for t in s.trials if t.state == TrialState.PRUNED]
     assert len(done) >= 3 and len(tail) == 1 and tail[0].user_attrs["run_tail"]
@@ -91,7 +92,11 @@ def test_run_stores_the_hgq_front_beside_qap_with_every_cost(run):
         for c in COSTS:
             assert a[c] > 0 and a[f"{c}_definition"], c
         assert a["bops_definition"] == "hawks2021-perweight-v1" and a["epochs"] >= 0 and a["seconds"] >= 0
-        assert t.constraints["min_auc"] == pytest.approx(0.55 - a["auc"])
+        assert constraint_values(t)["min_auc"] == pytest.approx(0.55 - a["auc"])
+        assert t.system_attrs["constraints"] == [pytest.approx(0.55 - a["auc"])]  # what optuna-dashboard reads
+        # one row forward through 16-32-16-5: 2*16*32+32 + 2*32*16+16 + 2*16*5+5 + 32+16 ReLUs = 2,309 FLOPs;
+        # an epoch: 1,800 training rows x 3 (forward, backward) + 600 validation rows = 6,000 x 2,309
+        assert a["flops"] == a["epochs"] * 13_854_000 and a["flops_definition"] == "qapbo-train-flops-v1"
         assert a["logic_same_class"] == a["logic_rows"] == 600  # da4ml's trace, checked when stored
         assert "SYNTHETIC" in a["data_note"]
     epochs = [t.params["epoch"] for t in done]

@@ -27,6 +27,7 @@ from qapbo.records import (
     DEFAULT_MIN_AUC,
     FINISHED,
     MIN_AUC_CONSTRAINT,
+    constraint_values,
     cost_of,
     is_feasible,
     min_auc_violation,
@@ -205,7 +206,7 @@ def _as_point(t: FrozenTrial, cost: str) -> FrozenTrial:
 
 def _with_min_auc(t: FrozenTrial, min_auc: float) -> FrozenTrial:
     """``t`` with a min-AUC constraint; trials stored before qapbo recorded one get the study's."""
-    if MIN_AUC_CONSTRAINT in t.constraints:
+    if MIN_AUC_CONSTRAINT in constraint_values(t):
         return t
     t = copy.copy(t)
     t.system_attrs = dict(t.system_attrs)

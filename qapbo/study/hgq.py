@@ -36,10 +36,11 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from qapbo.cost.definitions import FLOPS_DEFINITION
 from qapbo.data.split import JetData, load_data
 from qapbo.errors import StudyFileError
 from qapbo.progress import bar, reporter
-from qapbo.records import ATTR_RUN_TAIL, DIRECTIONS, MIN_AUC_CONSTRAINT, min_auc_violation
+from qapbo.records import ATTR_RUN_TAIL, DIRECTIONS, constraint_attrs, violations
 from qapbo.study.file import StudyFile
 from qapbo.study.storage import artifact_dir, artifact_store, open_storage, open_study, redact, storage_url
 
@@ -49,6 +50,16 @@ KEY = ("seed", "run", "epoch")
 TAIL = ATTR_RUN_TAIL  # the PRUNED trial holding the epochs after a seed's last checkpoint
 MIMETYPE = "application/x-keras"  # a .keras file (a zip archive) of HGQ2 layers
 LINES_EVERY = 50  # epochs between two progress lines in ``lines`` mode
+
+
+def epoch_flops(data: JetData, hidden: tuple[int, ...]) -> int:
+    """Training FLOPs of one HGQ2 epoch by qapbo's rule (:mod:`qapbo.cost.flops`: HGQ2's quantizers,
+    like qapbo's, are not counted): every training row forward and backward, every validation row
+    forward (HGQ2's front is judged on validation AUC each epoch)."""
+    from qapbo.cost.flops import BACKWARD_FACTOR, forward_flops
+
+    f = forward_flops([data.n_features, *hidden, data.n_classes], bn="none")
+    return (1 + BACKWARD_FACTOR) * f * len(data.x_train) + f * len(data.x_val)
 
 
 def hgq_workdir(study: StudyFile, url: str, seed: int) -> Path:
@@ -80,7 +91,7 @@ def prepare_hgq(study: StudyFile, storage: str | None = None) -> PreparedHgq:
     url = storage_url(study, storage)
     data = load_data(study.data)
     ostudy = open_study(open_storage(url), study, kind="hgq", sections=SECTIONS, directions=DIRECTIONS,
-                        study_name=study.hgq_study_name)
+                        study_name=study.hgq_study_name, metric_names=("auc", COST))
     trials = ostudy.get_trials(deepcopy=False)
     done = {tuple(t.params[k] for k in KEY): t for t in trials if t.state == TrialState.COMPLETE}
     finished = {int(t.params["seed"]) for t in trials if t.state == TrialState.PRUNED and t.user_attrs.get(TAIL)}
@@ -170,6 +181,8 @@ def _store_seed(prep: PreparedHgq, store: Any, study: StudyFile, seed: int, work
     tail = optuna.trial.create_trial(
         params={"seed": seed, "run": runs[-1].run, "epoch": study.hgq.epochs}, distributions=dists,
         user_attrs={"kind": "hgq", TAIL: True, "epochs": total[0] - prev[0], "seconds": total[1] - prev[1],
+                    "flops": (total[0] - prev[0]) * epoch_flops(prep.data, study.hgq.hidden),
+                    "flops_definition": FLOPS_DEFINITION,
                     "cpu_seconds": total[2] - prev[2], "run_epochs": total[0], "run_seconds": total[1],
                     "run_cpu_seconds": total[2], "synthetic": prep.data.synthetic, "data_note": prep.data.label},
         state=TrialState.PRUNED)
@@ -202,6 +215,7 @@ def _store_checkpoint(prep: PreparedHgq, store: Any, study: StudyFile, c: Any, a
         "data": data.describe(), "data_fingerprint": data.fingerprint, "synthetic": data.synthetic,
         "data_note": data.label,
         "epochs": at[0] - prev[0], "seconds": at[1] - prev[1], "cpu_seconds": at[2] - prev[2],
+        "flops": (at[0] - prev[0]) * epoch_flops(data, study.hgq.hidden), "flops_definition": FLOPS_DEFINITION,
         "run_epochs": at[0], "run_seconds": at[1], "run_cpu_seconds": at[2],
         "beta": c.beta, "val_auc": c.val_auc, "val_accuracy": c.val_accuracy, "ebops_train": c.ebops_train,
         "logic_rows": int(len(data.x_test)), "logic_same_class": int((logic.argmax(1) == logits.argmax(1)).sum()),
@@ -220,8 +234,7 @@ def _store_checkpoint(prep: PreparedHgq, store: Any, study: StudyFile, c: Any, a
     values = [rec["auc"], float(rec[COST])]
     trial = optuna.trial.create_trial(
         params={"seed": c.seed, "run": c.run, "epoch": c.epochs}, distributions=dists, values=values,
-        user_attrs=rec, state=TrialState.COMPLETE,
-        constraints={MIN_AUC_CONSTRAINT: min_auc_violation(rec["auc"], study.min_auc)})
+        user_attrs=rec, state=TrialState.COMPLETE, system_attrs=constraint_attrs(violations(rec["auc"], study.min_auc)))
     trial.datetime_start = trial.datetime_complete - timedelta(seconds=max(rec["seconds"], 0.0))
     prep.study.add_trial(trial)
     below = "  (below min_auc: infeasible, on no front)" if rec["auc"] < study.min_auc else ""
