@@ -175,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="write one figure from stored studies",
                         description="Write one kind of figure (PNG and PDF) from stored studies.")
-    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff", "efficiency", "costs", "features"],
-                    help="figure kind (costs: BOPs against da4ml LUTs of every stored network; features: every "
+    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff", "efficiency", "costs", "attainment",
+                                     "features"],
+                    help="figure kind (costs: BOPs against da4ml LUTs of every stored network; attainment: the "
+                         "25/50/75 %% attainment surfaces of replicated methods; features: every "
                          "input feature's distribution per class, from data rather than storage)")
     _comparison_args(pl)
     pl.add_argument("--out", help=f"directory for the figure (default: {FIGURES_RULE})")
@@ -267,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     _workers_arg(r, "for the search, the refine members and the QAP chains")
     _synthetic_args(r)
     r.add_argument("--wide", action="store_true", help="every AUC target and budget in the comparison table")
+    r.add_argument("--replicates", type=_positive_int, help="run every method this many times with other training "
+                   "and sampler seeds on the same data split (overrides the file's replicates)")
     _progress_arg(r, "bars on a terminal, else one line per trial and per level")
     r.set_defaults(func=cmd_run)
     return parser
@@ -354,7 +358,8 @@ def _load_study(args: argparse.Namespace):
         args.storage = os.environ["QAPBO_STORAGE"]
     if args.rows and not args.synthetic:
         raise QapboError("--rows only goes with --synthetic; set n_rows or max_rows in the study file instead")
-    return load_study_file(args.study, synthetic=args.synthetic, rows=args.rows)
+    return load_study_file(args.study, synthetic=args.synthetic, rows=args.rows,
+                           replicates=getattr(args, "replicates", None))
 
 
 def _comparison_args(p: argparse.ArgumentParser) -> None:
@@ -453,10 +458,10 @@ def _section(section: str, args: argparse.Namespace) -> tuple[Any, list[Any]]:
     study = _load_study(args)
     # a `qapbo worker` on another machine must not replay the proposals of the others
     worker = os.getpid() if args.command == "worker" else 0
-    return study, run_section(section, study, storage=args.storage, workers=getattr(args, "workers", 1),
-                              progress=_progress(args), n_trials=getattr(args, "n_trials", None),
-                              timeout=getattr(args, "timeout", None), synthetic=args.synthetic, rows=args.rows,
-                              worker=worker)
+    return study, [s for replica in study.replicas() for s in run_section(
+        section, replica, storage=args.storage, workers=getattr(args, "workers", 1), progress=_progress(args),
+        n_trials=getattr(args, "n_trials", None), timeout=getattr(args, "timeout", None), synthetic=args.synthetic,
+        rows=args.rows, worker=worker)]
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -475,20 +480,22 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_qap(args: argparse.Namespace) -> int:
     from qapbo.study.storage import redact, storage_url
 
-    study, (ostudy,) = _section("qap", args)
-    n = len(ostudy.get_trials(deepcopy=False))
-    print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "
-          f"{redact(storage_url(study, args.storage))}")
+    study, studies = _section("qap", args)
+    for ostudy in studies:
+        n = len(ostudy.get_trials(deepcopy=False))
+        print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "
+              f"{redact(storage_url(study, args.storage))}")
     return 0
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
     from qapbo.study.storage import redact, storage_url
 
-    study, (ostudy,) = _section("refine", args)
-    front = ostudy.best_trials
-    print(f"refine {study.name}: {len(ostudy.get_trials(deepcopy=False))} levels stored in study "
-          f"{ostudy.study_name!r} ({len(front)} on its front) at {redact(storage_url(study, args.storage))}")
+    study, studies = _section("refine", args)
+    for ostudy in studies:
+        front = ostudy.best_trials
+        print(f"refine {study.name}: {len(ostudy.get_trials(deepcopy=False))} levels stored in study "
+              f"{ostudy.study_name!r} ({len(front)} on its front) at {redact(storage_url(study, args.storage))}")
     return 0
 
 
@@ -497,10 +504,11 @@ def cmd_hgq(args: argparse.Namespace) -> int:
 
     from qapbo.study.storage import redact, storage_url
 
-    study, (ostudy,) = _section("hgq", args)
-    done = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    print(f"hgq {study.name}: {len(done)} checkpoints stored in study {ostudy.study_name!r} "
-          f"({len(ostudy.best_trials)} on its AUC-LUTs front) at {redact(storage_url(study, args.storage))}")
+    study, studies = _section("hgq", args)
+    for ostudy in studies:
+        done = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        print(f"hgq {study.name}: {len(done)} checkpoints stored in study {ostudy.study_name!r} "
+              f"({len(ostudy.best_trials)} on its AUC-LUTs front) at {redact(storage_url(study, args.storage))}")
     return 0
 
 

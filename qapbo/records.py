@@ -67,6 +67,8 @@ ATTR_KIND = "qapbo_kind"  # study user attribute, one of KINDS
 #: trial user attribute of an hgq study's PRUNED trial holding the epochs its seed trained after its
 #: last stored checkpoint: compute without a point, not a trial stopped early
 ATTR_RUN_TAIL = "run_tail"
+#: study user attribute of a replicated study file's studies: {"of": the file's name, "index": k}
+ATTR_REPLICATE = "qapbo_replicate"
 ATTR_REFINE_OF = "qapbo_refine_of"  # refine study user attribute: names of the searches it refines
 #: study user attribute prefix of costs measured after a trial finished (``qapbo costs``): Optuna
 #: never changes a finished trial, so they are kept on the study, keyed by trial number

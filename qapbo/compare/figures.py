@@ -15,7 +15,7 @@ from matplotlib.ticker import NullFormatter
 
 from qapbo.compare.compute import hypervolume_history
 from qapbo.compare.fronts import pareto_front, values
-from qapbo.compare.report import Comparison
+from qapbo.compare.report import Comparison, methods
 from qapbo.compare.results import StudyResult
 from qapbo.errors import QapboError
 from qapbo.records import is_feasible
@@ -23,7 +23,7 @@ from qapbo.records import is_feasible
 if TYPE_CHECKING:
     from qapbo.data.split import JetData
 
-KINDS = ("fronts", "hypervolume", "bkg-eff", "efficiency", "costs")
+KINDS = ("fronts", "hypervolume", "bkg-eff", "efficiency", "costs", "attainment")
 BOPS_LABEL = "BOPs (bit operations per inference, log scale)"
 AUC_LABEL = "AUC (macro one-vs-rest, test set)"
 _PRECISION_COLORS = {32: "black", 16: "tab:gray", 12: "tab:blue", 8: "tab:green", 6: "tab:orange",
@@ -363,13 +363,53 @@ def plot(kind: str, cmp: Comparison, out: Path) -> list[Path]:
         return plot_efficiency(cmp, out)
     if kind == "costs":
         return plot_costs(cmp, out)
+    if kind == "attainment":
+        return plot_attainment(cmp, out)
     raise ValueError(f"unknown figure kind {kind!r}: use one of {', '.join(KINDS)}")
 
 
 def plot_all(cmp: Comparison, out: Path) -> list[Path]:
-    """Every figure; the cost figure only when some trial has LUTs."""
-    kinds = [k for k in KINDS if k != "costs" or _cost_pairs(cmp)]
+    """Every figure; the cost figure only when some trial has LUTs, attainment only with replicates."""
+    kinds = [k for k in KINDS if (k != "costs" or _cost_pairs(cmp)) and (k != "attainment" or cmp.replicated)]
     return [p for kind in kinds for p in plot(kind, cmp, out)]
+
+
+def plot_attainment(cmp: Comparison, out: Path) -> list[Path]:
+    """:func:`attainment_figure`, saved as ``attainment``."""
+    return _save(attainment_figure(cmp), out, "attainment")
+
+
+def attainment_figure(cmp: Comparison) -> Figure:
+    """Each replicated method's median (50 %) attainment surface, with its 25 % and 75 % surfaces, in
+    (AUC, cost): where the median replicate's front lies, and how far the best and worst quarters spread."""
+    from qapbo.compare.fronts import attainment_surfaces
+
+    fig = Figure(figsize=(9, 6), layout="constrained")
+    ax = fig.add_subplot()
+    colors = _colors(cmp)
+    replicated = {m: rs for m, rs in methods(cmp.results).items() if len(rs) > 1}
+    for m, rs in replicated.items():
+        surfaces = attainment_surfaces([values(r.front) for r in rs])
+        color = colors[rs[0].name]
+        for p, style in ((50, dict(lw=2.2, ls="-")), (25, dict(lw=0.9, ls="--")), (75, dict(lw=0.9, ls=":"))):
+            pts = surfaces[p]
+            if not len(pts):
+                continue
+            label = f"{m}: median of {len(rs)} replicates" if p == 50 else f"{m}: {p} %"
+            ax.step([10.0 ** c for c in pts[:, 1]], pts[:, 0], where="post", color=color, label=label, **style)
+    if not replicated:
+        ax.text(0.5, 0.5, "no method has more than one replicate (replicates = N in the study file)",
+                ha="center", va="center", transform=ax.transAxes)
+    ax.set_xscale("log")
+    ax.set_xlabel(_cost_label(cmp))
+    ax.set_ylabel(AUC_LABEL)
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"Attainment surfaces in AUC versus {cmp.label}: 50 % (solid) is the front the median replicate "
+                 "attains, 25 % (dashed) the best quarter's, 75 % (dotted) the worst quarter's\n"
+                 + _data_note(cmp), fontsize=9)
+    return fig
 
 
 def _cost_label(cmp: Comparison) -> str:

@@ -43,6 +43,10 @@ class Comparison:
     equal_compute: list[dict[str, Any]] = field(default_factory=list)  # see :func:`equal_compute`
     cost: str = "bops"  # the cost on the fronts' second axis (a qapbo.cost.measure name)
     agreement: dict[str, Any] | None = None  # cost_agreement() over the stored trials, when asked
+    #: per method with replicates: its replicates' hypervolumes, median and bootstrap interval; per pair the
+    #: rank statistics (:func:`replicate_summary`); empty when no method has more than one replicate
+    replicated: list[dict[str, Any]] = field(default_factory=list)
+    replicate_pairs: list[dict[str, Any]] = field(default_factory=list)
     targets_given: bool = False  # the AUC targets and budgets came from the caller, not the defaults
     budgets_given: bool = False
 
@@ -71,7 +75,8 @@ class Comparison:
                 "cost_agreement": self.agreement,
                 "data": self.data_notes, "saturated": self.saturated,
                 "auc_targets": self.auc_targets, "budgets": self.budgets,
-                "studies": self.rows, "coverage": self.coverage, "equal_compute": self.equal_compute}
+                "studies": self.rows, "coverage": self.coverage, "equal_compute": self.equal_compute,
+                "replicates": self.replicated, "replicate_pairs": self.replicate_pairs}
 
     @property
     def saturated(self) -> list[str]:
@@ -136,6 +141,8 @@ class Comparison:
             if r.missing_sources:
                 lines.append(f"{r.name}: refines {', '.join(r.missing_sources)}, which this storage does not "
                              "hold; its compute counts only the searches that are here.\n")
+        if self.replicated:
+            lines.append(replicates_markdown(self.replicated, self.replicate_pairs, self.label))
         targets, budgets = self.shown_targets(wide), self.shown_budgets(wide)
         head = ["study", "kind", "trained", "front", "hypervolume"]
         if wide:
@@ -246,7 +253,62 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
             fa, fb = values(a.front), values(b.front)
             cmp.coverage.append({"a": a.name, "b": b.name, "c_ab": coverage(fa, fb), "c_ba": coverage(fb, fa)})
     cmp.equal_compute = equal_compute(results, ref)
+    cmp.replicated, cmp.replicate_pairs = replicate_summary(results, ref)
     return cmp
+
+
+def methods(results: Sequence[StudyResult]) -> dict[str, list[StudyResult]]:
+    """Results grouped by method (:attr:`StudyResult.method`), replicates in order."""
+    out: dict[str, list[StudyResult]] = {}
+    for r in sorted(results, key=lambda r: r.replicate):
+        out.setdefault(r.method, []).append(r)
+    return out
+
+
+def replicate_summary(results: Sequence[StudyResult], ref: tuple[float, float]
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per method with more than one replicate, the median hypervolume and its 95 % bootstrap interval;
+    per pair of them, P(one's replicate beats the other's), the Mann-Whitney p-value and the verdict
+    (:mod:`qapbo.compare.stats`). Empty when nothing is replicated."""
+    from qapbo.compare.stats import compare_pair, median_interval, verdict_sentence
+
+    groups = {m: rs for m, rs in methods(results).items() if len(rs) > 1}
+    rows = []
+    for m, rs in groups.items():
+        hvs = [hypervolume(values(r.front), ref) for r in rs]
+        iv = median_interval(hvs)
+        rows.append({"method": m, "kind": rs[0].kind, "replicates": len(rs), "studies": [r.name for r in rs],
+                     "hypervolumes": hvs, "median": iv.median, "low": iv.low, "high": iv.high,
+                     "confidence": iv.confidence, "epochs_median": statistics.median(r.epochs for r in rs),
+                     "seconds_median": statistics.median(r.seconds for r in rs)})
+    pairs = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            v = compare_pair(a["hypervolumes"], b["hypervolumes"], names=(a["method"], b["method"]))
+            pairs.append({"a": a["method"], "b": b["method"], "superiority": v.superiority, "p_value": v.p_value,
+                          "distinguishable": v.distinguishable, "leader": v.leader,
+                          "sentence": verdict_sentence(v)})
+    return rows, pairs
+
+
+def replicates_markdown(rows: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]], label: str) -> str:
+    """The replicated comparison: each method's median hypervolume with its interval, then every pair's verdict."""
+    ci = f"{rows[0]['confidence']:.0%}".replace("%", " %")
+    lines = [f"Replicates: every method run with other training and sampler seeds on the same data split; "
+             f"hypervolume in (AUC, log10 {label}) per replicate, its median with a {ci} percentile-bootstrap "
+             "interval.\n",
+             f"| method | kind | replicates | median hypervolume [{ci} interval] | hypervolumes | median epochs |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['kind']} | {r['replicates']} | {r['median']:.3f} [{r['low']:.3f}, "
+                     f"{r['high']:.3f}] | {', '.join(f'{h:.3f}' for h in r['hypervolumes'])} | "
+                     f"{r['epochs_median']:,.0f} |")
+    lines.append("")
+    lines += [f"- {p['sentence']}." for p in pairs]
+    lines.append("\nA method leads only when the two-sided Mann-Whitney p-value is below 0.05 (P(A > B): the "
+                 "probability that a replicate of A beats one of B, ties half); otherwise they are not "
+                 "distinguishable. The single-study rows below are each one replicate.\n")
+    return "\n".join(lines)
 
 
 def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from qapbo.records import (
     ATTR_KIND,
     ATTR_MIN_AUC,
     ATTR_REFINE_OF,
+    ATTR_REPLICATE,
     ATTR_RUN_TAIL,
     DEFAULT_MIN_AUC,
     FINISHED,
@@ -53,6 +54,18 @@ class StudyResult:
     source_epochs: int = 0
     source_seconds: float = 0.0
     missing_sources: list[str] = field(default_factory=list)  # named in refine_of, not in the storage
+    #: a replicated study file's replicate: the file's name and the index (0 keeps the file's own names)
+    replicate_of: str = ""
+    replicate: int = 0
+
+    @property
+    def method(self) -> str:
+        """What this study is a replicate of: its name without the replicate's ``-rK`` (e.g. ``v-r2-search``
+        -> ``v-search``); a study that is no replicate is its own method."""
+        tag = f"{self.replicate_of}-r{self.replicate}"
+        if self.replicate and self.name.startswith(tag):
+            return self.replicate_of + self.name[len(tag):]
+        return self.name
 
     @property
     def front(self) -> list[FrozenTrial]:
@@ -172,13 +185,15 @@ def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str
         no_point = [t for t in done if cost_of(t, cost) is None]
         no_point += s.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
         kind = s.user_attrs.get(ATTR_KIND, "other")
+        rep_attr = s.user_attrs.get(ATTR_REPLICATE) or {}
         sources = _refine_of(s.user_attrs)
         src_epochs, src_seconds, src_missing = _source_compute(storage, s.user_attrs, all_names, {name})
         common = dict(kind=kind, synthetic=any(t.user_attrs.get("synthetic", False) for t in trials),
                       data_note="; ".join(sorted({str(t.user_attrs["data_note"]) for t in trials
                                                   if "data_note" in t.user_attrs})),
                       min_auc=min_auc, refine_of=sources, source_epochs=src_epochs, source_seconds=src_seconds,
-                      missing_sources=src_missing)
+                      missing_sources=src_missing, replicate_of=str(rep_attr.get("of", "")),
+                      replicate=int(rep_attr.get("index", 0)))
         shares = sorted({t.params.get("randomized", 0.0) for t in trials})
         if len(shares) <= 1:
             out.append(StudyResult(name=name, trials=trials, compute_only=no_point, **common))

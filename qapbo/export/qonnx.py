@@ -250,7 +250,7 @@ def _hls4ml_record(path: Path | None, view: FixedPointView | None, model: JetTag
 
 def _pick_study(study: StudyFile, rdb: optuna.storages.BaseStorage, name: str | None, url: str) -> str:
     every = optuna.get_all_study_names(rdb)
-    stored = [n for n in study.study_names() if n in set(every)]
+    stored = [n for n in study.all_study_names() if n in set(every)]
     if name is not None:
         if name not in stored:
             raise ExportError(f"no study {name!r} of {study.path} in {redact(url)}; the storage holds: "

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -99,8 +100,9 @@ def run_pipeline(
     cost: str = "bops",
     log: Callable[[str], None] | None = None,
 ) -> PipelineResult:
-    """Run (or resume) every section of ``study`` in order, then compare its studies and draw the
-    figures into ``out`` (default :func:`figure_dir`). A finished run only compares and redraws."""
+    """Run (or resume) every section of ``study`` in order (for each of its replicates), then compare
+    its studies and draw the figures into ``out`` (default :func:`figure_dir`). A finished run only
+    compares and redraws."""
     from qapbo.compare.figures import plot_all
 
     if study.hgq is not None:  # say so before hours of search and QAP, not after them
@@ -113,10 +115,15 @@ def run_pipeline(
             raise HgqError(f"{exc}; or remove the [hgq] section of {study.path} to run without the HGQ2 "
                            "contender") from None
     names: list[str] = []
-    for section in SECTIONS:
-        if getattr(study, section) is not None:
-            names += [s.study_name for s in run_section(section, study, storage=storage, workers=workers,
-                                                        progress=progress, synthetic=synthetic, rows=rows, log=log)]
+    for replica in study.replicas():  # replicates one after another, each with every worker
+        if study.replicates > 1 and log is None:
+            print(f"replicate {replica.replicate + 1}/{study.replicates}: {replica.name} (training and sampler seed "
+                  f"{replica.seed}, the data split of seed {replica.data.seed})", file=sys.stderr, flush=True)
+        for section in SECTIONS:
+            if getattr(replica, section) is not None:
+                names += [s.study_name for s in run_section(section, replica, storage=storage, workers=workers,
+                                                            progress=progress, synthetic=synthetic, rows=rows,
+                                                            log=log)]
     url = storage_url(study, storage)
     cmp = compare_stored(open_storage(url, read_only=True), names, cost=cost)
     folder = Path(out) if out is not None else figure_dir(study)

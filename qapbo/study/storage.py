@@ -36,6 +36,7 @@ from qapbo.records import (
     ATTR_HASH,
     ATTR_KIND,
     ATTR_MIN_AUC,
+    ATTR_REPLICATE,
     ATTR_STUDY_FILE,
     DEFAULT_MIN_AUC,
 )
@@ -250,6 +251,8 @@ def _stamp(s: optuna.Study, study: StudyFile, kind: str, wanted: dict[str, Any],
     s.set_user_attr(ATTR_MIN_AUC, study.min_auc)
     s.set_user_attr(ATTR_KIND, kind)
     s.set_user_attr(ATTR_HASH, config_hash(wanted))
+    if study.replicates > 1 or study.replicate:  # which replicate of which file: what compare groups by
+        s.set_user_attr(ATTR_REPLICATE, {"of": study.base_name or study.name, "index": study.replicate})
     if metric_names is not None:
         name_metrics(s, metric_names)
     # last: its presence marks a complete creation
