@@ -119,7 +119,8 @@ def test_equal_compute_pairs_by_hand(results):
     assert ("s-search", "s-refine") not in pairs and len(pairs) == 2
     p = pairs["s-qap", "s-refine"]
     assert (p["cheaper"], p["budget_seconds"], p["hv_a_at_seconds"], p["hv_b_at_seconds"]) == ("s-qap", 11.0, 0.98, 0.0)
-    assert p["b_starts_at"] == {"seconds": 17.0, "epochs": 33}
+    assert p["b_starts_at"] == {"seconds": 17.0, "epochs": 33, "flops": None}  # stored without FLOPs
+    assert p["budget_flops"] is None
     rows = {r["study"]: r for r in cmp.rows}
     assert (rows["s-search"]["trials"], rows["s-search"]["stopped_early"], rows["s-search"]["infeasible"]) == (3, 1, 1)
     assert rows["s-search"]["trained"] == 4  # 3 with a point and 1 stopped early
@@ -128,13 +129,13 @@ def test_equal_compute_pairs_by_hand(results):
     md = cmp.to_markdown()
     assert "| s-search | search | 4 | 2 |" in md  # trained, front
     assert "| s-search | search | 4 | 1 | 2 | 1 |" in cmp.to_markdown(wide=True)  # ... stopped early, below min AUC
-    assert "| 38 (5) | 21 (4) |" in md and "refines gone-search, which this storage does not hold" in md
-    assert "| s-search | s-qap | 11 | 0.9000 | 0.9800 | 14 | 0.9000 | 0.9800 |" in md
-    assert "At the 11 s s-qap spent, s-search had reached hypervolume 0.9000 against s-qap's 0.9800." in md
+    assert "| 38 (5) | — | 21 (4) |" in md and "refines gone-search, which this storage does not hold" in md
+    assert "| s-search | s-qap | 11 s (wall) | 0.9000 | 0.9800 | 14 | 0.9000 | 0.9800 |" in md
+    assert "At the 11 s (wall) s-qap spent, s-search had reached hypervolume 0.9000 against s-qap's 0.9800." in md
     # not "hypervolume 0.0000": the refined study had not begun at the 11 s QAP spent
-    assert "| s-qap | s-refine | 11 | 0.9800 | n/a | 14 | 0.9800 | n/a |" in md
-    assert ("At the 11 s s-qap spent (hypervolume 0.9800), s-refine had not begun: it starts after its searches' "
-            "17 s.") in md
+    assert "| s-qap | s-refine | 11 s (wall) | 0.9800 | n/a | 14 | 0.9800 | n/a |" in md
+    assert ("At the 11 s (wall) s-qap spent (hypervolume 0.9800), s-refine had not begun: it starts after its "
+            "searches' 17 s.") in md
     assert "0.0000" not in md
 
 
@@ -196,3 +197,27 @@ def test_a_chain_of_refines_counts_every_source_once(tmp_path):
     assert (r["a-refine2"].source_epochs, r["a-refine2"].source_seconds) == (14, 7.0)
     assert (r["a-refine2"].epochs, r["a-refine2"].seconds, r["a-refine2"].missing_sources) == (15, 7.5, [])
     assert (r["a-refine"].epochs, r["a-search"].epochs) == (14, 10)
+
+
+def test_equal_compute_is_in_flops_when_every_trial_recorded_them():
+    from qapbo.compare.report import compare, equal_compute_markdown
+    from qapbo.compare.results import StudyResult
+
+    def t(auc, cost, number, flops, seconds):
+        tr = optuna.trial.create_trial(values=[auc, cost], user_attrs={"epochs": 1, "seconds": seconds, "flops": flops,
+                                                                      "cpu_seconds": seconds / 2})
+        tr.number = number
+        return tr
+
+    # wall seconds say the search is the cheaper one (a loaded machine); FLOPs say QAP is
+    search = StudyResult("s", "search", [t(0.80, 1e3, 0, 4e9, 1.0), t(0.90, 1e4, 1, 4e9, 1.0)], synthetic=False)
+    qap = StudyResult("q", "qap", [t(0.85, 1e4, 0, 1e9, 5.0), t(0.88, 1e5, 1, 2e9, 5.0)], synthetic=False)
+    assert (search.flops, qap.flops, qap.cpu_seconds) == (8e9, 3e9, 5.0)
+    (p,) = compare([search, qap], ref=(0.5, 1e6)).equal_compute
+    assert (p["cheaper"], p["budget_seconds"]) == ("s", 2.0)
+    assert (p["cheaper_in_flops"], p["budget_flops"]) == ("q", 3e9)
+    # by 3e9 FLOPs the search had finished nothing (its first trial took 4e9): hypervolume 0
+    assert p["hv_a_at_flops"] == 0.0 and p["hv_b_at_flops"] == pytest.approx(0.35 * 2 + 0.03 * 1)
+    md = equal_compute_markdown([p])
+    assert "| s | q | 3e+09 FLOPs | 0.0000 | 0.7300 |" in md
+    assert "At the 3e+09 FLOPs q spent, s had reached hypervolume 0.0000 against q's 0.7300." in md

@@ -113,8 +113,10 @@ class Comparison:
             f"hypervolume: of the front in (AUC, log10 {lb}) from the reference point above.",
             f"min {lb} @ AUC>=t: the least {lb} on the front reaching AUC t; targets {given}.",
             f"best AUC @ {lb}<=b: the best AUC on the front within {lb} b; budgets {budgets}.",
-            "epochs, train s: all training, stopped-early trials included; a refined study's also counts the "
-            "searches it started from (its own share in brackets).",
+            "epochs, train FLOPs, train s: all training, stopped-early trials included; a refined study's also "
+            "counts the searches it started from (its own share in brackets). FLOPs count the arithmetic of "
+            "training by qapbo's rule (qapbo-train-flops-v1, qapbo/cost/flops.py): the same on any machine and "
+            "load, unlike wall seconds; — where trials stored before qapbo counted them have none.",
         ]
         if wide:
             parts.insert(2, "stopped early: trials early stopping ended (their time counts, they have no point).")
@@ -150,7 +152,7 @@ class Comparison:
             head[5:5] = ["below min AUC"]
         head += [f"min {lb} @ AUC>={t:g}" for t in targets]
         head += [f"best AUC @ {lb}<={b:.0e}" for b in budgets]
-        head += ["epochs", "train s"]
+        head += ["epochs", "train FLOPs", "train s"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for r in self.rows:
@@ -164,10 +166,10 @@ class Comparison:
                 cells[5:5] = [str(r["infeasible"])]
             cells += [_fmt_bops(r["min_cost_at_auc"][str(t)]) for t in targets]
             cells += [_fmt_auc(r["best_auc_within_budget"][str(b)]) for b in budgets]
-            cells += [f"{r['epochs']:,}", f"{r['seconds']:,.0f}"]
+            cells += [f"{r['epochs']:,}", _fmt_flops(r["flops"]), f"{r['seconds']:,.0f}"]
             if r["refine_of"]:
-                cells[-2:] = [f"{r['epochs']:,} ({r['own_epochs']:,})",
-                              f"{r['seconds']:,.0f} ({r['own_seconds']:,.0f})"]
+                cells[-3] = f"{r['epochs']:,} ({r['own_epochs']:,})"
+                cells[-1] = f"{r['seconds']:,.0f} ({r['own_seconds']:,.0f})"
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("\n" + self.legend(wide))
         if self.coverage:
@@ -189,6 +191,10 @@ def _fmt_bops(v: float | None) -> str:
 
 def _fmt_seconds(v: float) -> str:
     return f"{v:,.0f}" if v >= 10 else f"{v:.3g}"  # short test runs take well under 10 s
+
+
+def _fmt_flops(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3g}"
 
 
 def _fmt_auc(v: float | None) -> str:
@@ -237,6 +243,7 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
             "best_auc_within_budget": {str(b): best_auc_within(front, b) for b in budgets},
             "stopped_early": len(r.pruned),
             "epochs": r.epochs, "seconds": r.seconds,  # totals: stopped-early trials and refined sources in
+            "flops": r.flops, "cpu_seconds": r.cpu_seconds,
             "own_epochs": r.epochs - r.source_epochs, "own_seconds": r.seconds - r.source_seconds,
             "refine_of": r.refine_of, "missing_sources": r.missing_sources,
             "front": [{"number": t.number, "auc": t.values[0], cost: t.values[1], "params": t.params}
@@ -347,34 +354,48 @@ def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None =
 
 
 def equal_compute_markdown(pairs: Sequence[dict[str, Any]]) -> str:
-    """The equal-compute table and one plain sentence per pair: the comparison's headline numbers."""
-    lines = [("\nEqual compute: each pair at the training time (and, apart, the epochs) the cheaper study spent "
-              "in total; hypervolume of the front of the trials each had finished by then. n/a: a refined study "
-              "has no front before its searches' total; a refined study and the search it refines are not "
-              "paired (it contains that search).\n"),
-             "| A | B | at train s | HV A | HV B | at epochs | HV A | HV B |", "|---|---|---|---|---|---|---|---|"]
+    """The equal-compute table and one plain sentence per pair: the comparison's headline numbers, in
+    training FLOPs where both studies recorded them (wall seconds depend on the machine's load), else
+    in wall seconds, and apart in epochs."""
+    lines = [("\nEqual compute: each pair at the training FLOPs (wall seconds where a study has no FLOPs) and, "
+              "apart, the epochs the cheaper study spent in total; hypervolume of the front of the trials each had "
+              "finished by then. n/a: a refined study has no front before its searches' total; a refined study "
+              "and the search it refines are not paired (it contains that search).\n"),
+             "| A | B | at compute | HV A | HV B | at epochs | HV A | HV B |", "|---|---|---|---|---|---|---|---|"]
 
-    def hv(p: dict[str, Any], side: str, unit: str) -> str:
-        budget = p["budget_seconds"] if unit == "seconds" else p["budget_epochs"]
-        if p.get(f"{side}_starts_at", {}).get(unit, 0) > budget:
+    def unit(p: dict[str, Any]) -> str:
+        return "flops" if p.get("budget_flops") is not None else "seconds"
+
+    def budget(p: dict[str, Any], u: str) -> float:
+        return p[f"budget_{u}"]
+
+    def text(p: dict[str, Any], u: str) -> str:
+        return f"{p['budget_flops']:.3g} FLOPs" if u == "flops" else f"{_fmt_seconds(p['budget_seconds'])} s (wall)"
+
+    def hv(p: dict[str, Any], side: str, u: str) -> str:
+        start = (p.get(f"{side}_starts_at") or {}).get(u) or 0
+        if start > budget(p, u):
             return "n/a"
-        return f"{p[f'hv_{side}_at_{unit}']:.4f}"
+        return f"{p[f'hv_{side}_at_{u}']:.4f}"
 
     for p in pairs:
-        lines.append(f"| {p['a']} | {p['b']} | {_fmt_seconds(p['budget_seconds'])} | {hv(p, 'a', 'seconds')} | "
-                     f"{hv(p, 'b', 'seconds')} | {p['budget_epochs']:,} | {hv(p, 'a', 'epochs')} | "
-                     f"{hv(p, 'b', 'epochs')} |")
+        u = unit(p)
+        lines.append(f"| {p['a']} | {p['b']} | {text(p, u)} | {hv(p, 'a', u)} | {hv(p, 'b', u)} | "
+                     f"{p['budget_epochs']:,} | {hv(p, 'a', 'epochs')} | {hv(p, 'b', 'epochs')} |")
     lines.append("")
     for p in pairs:
-        cheap = p["cheaper"]
+        u = unit(p)
+        cheap = p["cheaper_in_flops"] if u == "flops" else p["cheaper"]
         other, side, cside = (p["b"], "b", "a") if cheap == p["a"] else (p["a"], "a", "b")
-        reached, at = hv(p, side, "seconds"), _fmt_seconds(p["budget_seconds"])
+        reached, at = hv(p, side, u), text(p, u)
         if reached == "n/a":
-            lines.append(f"- At the {at} s {cheap} spent (hypervolume {hv(p, cside, 'seconds')}), {other} had not "
-                         f"begun: it starts after its searches' {_fmt_seconds(p[f'{side}_starts_at']['seconds'])} s.")
+            start = p[f"{side}_starts_at"][u]
+            since = f"{start:.3g} FLOPs" if u == "flops" else f"{_fmt_seconds(start)} s"
+            lines.append(f"- At the {at} {cheap} spent (hypervolume {hv(p, cside, u)}), {other} had not "
+                         f"begun: it starts after its searches' {since}.")
         else:
-            lines.append(f"- At the {at} s {cheap} spent, {other} had reached hypervolume {reached} against "
-                         f"{cheap}'s {hv(p, cside, 'seconds')}.")
+            lines.append(f"- At the {at} {cheap} spent, {other} had reached hypervolume {reached} against "
+                         f"{cheap}'s {hv(p, cside, u)}.")
     return "\n".join(lines)
 
 
