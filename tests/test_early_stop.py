@@ -71,7 +71,7 @@ EVIDENCE = Evidence(front=FRONT, curves=tuple(CURVES), ratios={"bops": 0.5})
 def test_a_trial_below_a_cheaper_member_is_hopeless():
     # epoch 4: margin 0.06; best 0.70 -> at most 0.76; cost >= 4000 x 0.5 = 2000 >= trial 1's 1000
     reason = decide(0.70, 4, 4000.0, EVIDENCE, ("bops",), 0.55)
-    assert reason == "epoch 4: best val AUC 0.700 + margin 0.060 cannot reach 0.800 of trial 1 at bops <= 2e+03"
+    assert reason == "epoch 4: best validation AUC 0.700 + margin 0.060 cannot reach trial 1's validation AUC 0.800 at bops <= 2e+03"
 
 
 @pytest.mark.parametrize("best,epoch,nominal,why", [
@@ -86,13 +86,13 @@ def test_a_trial_that_can_still_reach_the_front_goes_on(best, epoch, nominal, wh
 def test_the_costlier_member_counts_when_the_bound_reaches_it():
     # bound 12000 >= 5000: trial 2 (0.90) is the member cited, the best one that is beaten
     reason = decide(0.80, 4, 24000.0, EVIDENCE, ("bops",), 0.55)
-    assert "cannot reach 0.900 of trial 2" in reason
+    assert "cannot reach trial 2's validation AUC 0.900" in reason
 
 
 def test_below_min_auc_is_hopeless_even_without_a_cost_bound():
     no_ratio = Evidence(front=FRONT, curves=tuple(CURVES), ratios={})
     assert decide(0.45, 6, 4000.0, no_ratio, ("bops",), 0.55) == \
-        "epoch 6: best val AUC 0.450 + margin 0.010 stays below min_auc 0.55"
+        "epoch 6: best validation AUC 0.450 + margin 0.010 stays below min_auc 0.55"
     assert decide(0.70, 4, 4000.0, no_ratio, ("bops",), 0.55) is None  # no ratio: no front decision
 
 
@@ -139,7 +139,7 @@ def test_the_stopper_reads_the_storage_at_most_every_two_seconds_and_at_each_tri
     assert stopper.check(curve, 4000.0) is None  # not re-read yet
     now[0] = 2.0
     # re-read: four curves, all ended by epoch 4 (margin 0.01); bound 4000 reaches trials 0-2, best is 1
-    assert "cannot reach 0.850 of trial 1" in stopper.check(curve, 4000.0)
+    assert "cannot reach trial 1's validation AUC 0.850" in stopper.check(curve, 4000.0)
     _add(study, [(0.95, 900.0)])
     stopper.start_trial(study)  # a new trial reads afresh
     assert "of trial 4" in stopper.check(curve, 4000.0)
@@ -207,7 +207,7 @@ def test_a_hopeless_trial_is_pruned_soon_after_warm_up_and_a_front_trial_is_not(
     assert stopped.user_attrs["nominal_bops"] == pytest.approx(
         nominal_bops(ModelSpec(n_inputs=16, hidden=(32, 32), n_classes=5, weight_bits=32), 0.0))
     reason = stopped.user_attrs["stop_reason"]
-    assert reason.startswith(f"epoch {stopped.user_attrs['epochs']}: best val AUC ") and "cannot reach" in reason
+    assert reason.startswith(f"epoch {stopped.user_attrs['epochs']}: best validation AUC ") and "cannot reach" in reason
     assert stopped.values is None and stopped.number not in {t.number for t in ostudy.best_trials}
     assert f"trial   4  PRUNED at {reason}" in lines
     cheapest = trials[5]

@@ -55,7 +55,7 @@ def url(tmp_path_factory):
     s.add_trial(optuna.trial.create_trial(
         state=TrialState.PRUNED, params={"x": 0.1}, distributions=X,
         user_attrs={"epochs": 3, "seconds": 2.0, "kind": "search", "intermediate_val_auc": [0.5, 0.52, 0.51],
-                    "stop_reason": "epoch 3: best val AUC 0.52 + margin 0.04 cannot reach 0.80 of trial 0"}))
+                    "stop_reason": "epoch 3: best validation AUC 0.52 + margin 0.04 cannot reach trial 0's validation AUC 0.80"}))
     s.add_trial(_done(0.90, 1e4, 10, 6.0))
     s.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"epochs": 50, "seconds": 100.0}))
     s.add_trial(_done(0.52, 1e2, 10, 4.0))

@@ -72,3 +72,20 @@ def test_run_and_compare_take_wide(wide):
     args = build_parser().parse_args(["compare", "--storage", "sqlite:///x.db"] + (["--wide"] if wide else []))
     assert args.wide is wide
     assert build_parser().parse_args(["run", "s.toml", "--wide"]).wide
+
+
+def test_trial_and_level_lines_name_the_test_sets_macro_auc(tmp_path):
+    from qapbo.study.file import parse_study
+    from qapbo.study.qap import run_qap
+    from qapbo.study.search import run_search
+
+    text = ("name = 'l'\n[data]\nn_rows = 1500\n[train]\nepochs = 1\nbatch_size = 256\n[search]\nn_trials = 1\n"
+            "[search.space]\nn_layers = 1\nwidth = 8\nbits = { choices = [6, 8] }\n"
+            "[qap]\nhidden = [8]\nprecisions = [8]\nmodes = ['ft']\nschedule = [0.0]\n")
+    lines: list[str] = []
+    study = parse_study(text, "l.toml")
+    run_search(study, storage=f"sqlite:///{tmp_path}/l.db", progress="lines", log=lines.append)
+    run_qap(study, storage=f"sqlite:///{tmp_path}/l.db", progress="lines", log=lines.append)
+    trial = next(x for x in lines if x.startswith("trial   0"))
+    level = next(x for x in lines if " level  0 " in x)
+    assert "macro AUC (test) 0." in trial and "macro AUC (test) 0." in level, (trial, level)

@@ -61,6 +61,6 @@ class LevelStore:
         costs = "  ".join(f"{c} {v:,.0f}" for c, v in zip(self.costs, values[1:]))
         below = "  (below min_auc: infeasible, on no front)" if rec["auc"] < self.min_auc else ""
         self.bars.level_done(f"{tag} level {params['level']:2d} ({rec['sparsity']:6.2%} pruned): "
-                             f"AUC {rec['auc']:.4f}  {costs}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
+                             f"macro AUC (test) {rec['auc']:.4f}  {costs}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
                              f"{rec['seconds']:.1f} s{collapsed_note(rec['sparsity_per_layer'])}{below}", self.say)
         return trial

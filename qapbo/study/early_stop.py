@@ -139,7 +139,7 @@ def decide(best: float, epoch: int, nominal: float, evidence: Evidence, costs: S
         return None
     m = margin(evidence.curves, epoch)
     optimistic = best + m
-    head = f"epoch {epoch}: best val AUC {best:.3f} + margin {m:.3f}"
+    head = f"epoch {epoch}: best validation AUC {best:.3f} + margin {m:.3f}"
     if optimistic < min_auc:
         return f"{head} stays below min_auc {min_auc:g}"
     if any(c not in evidence.ratios for c in costs):
@@ -151,7 +151,7 @@ def decide(best: float, epoch: int, nominal: float, evidence: Evidence, costs: S
         return None
     f = max(beaten, key=lambda f: (f.val_auc, -f.number))
     at = ", ".join(f"{c} <= {b:.3g}" for c, b in zip(costs, bounds))
-    return f"{head} cannot reach {f.val_auc:.3f} of trial {f.number} at {at}"
+    return f"{head} cannot reach trial {f.number}'s validation AUC {f.val_auc:.3f} at {at}"
 
 
 class EarlyStopper:

@@ -240,7 +240,7 @@ def _store_checkpoint(prep: PreparedHgq, store: Any, study: StudyFile, c: Any, a
     below = "  (below min_auc: infeasible, on no front)" if rec["auc"] < study.min_auc else ""
     exact = "" if rec["logic_same_class"] == rec["logic_rows"] else \
         f"  da4ml logic differs on {rec['logic_rows'] - rec['logic_same_class']} test rows"
-    say(f"hgq seed {c.seed} {c.run} epoch {c.epochs:4d} (beta {c.beta:.3g}): AUC {rec['auc']:.4f}  LUTs "
+    say(f"hgq seed {c.seed} {c.run} epoch {c.epochs:4d} (beta {c.beta:.3g}): macro AUC (test) {rec['auc']:.4f}  LUTs "
         f"{rec['luts']:,.0f}  BOPs {rec['bops']:,.0f}  EBOPs {rec['ebops']:,.0f}  {rec['sparsity']:.0%} zero weights  "
         f"acc {rec['accuracy']:.4f}{below}{exact}")
     return trial

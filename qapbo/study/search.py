@@ -355,12 +355,12 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
             where = "on the front" if ft.number in front else "dominated" if is_feasible(ft) else \
                 f"infeasible: {_violated(ft)}"
             costs = "  ".join(f"{c} {v:,.0f}" for c, v in zip(objective.settings.costs, ft.values[1:]))
-            say_(f"trial {ft.number:3d}  {params}  |  AUC {ft.values[0]:.4f}  {costs}  |  "
+            say_(f"trial {ft.number:3d}  {params}  |  macro AUC (test) {ft.values[0]:.4f}  {costs}  |  "
                  f"{where} ({len(front)} on front)")
         elif ft.state == TrialState.PRUNED:  # stopped early: counted, and not a failure (it trained)
             failures[0] = 0
             bar.update(1)
-            # the reason starts with its epoch: "trial 7  PRUNED at epoch 9: best val AUC ..."
+            # the reason starts with its epoch: "trial 7  PRUNED at epoch 9: best validation AUC ..."
             say_(f"trial {ft.number:3d}  PRUNED at {ft.user_attrs.get('stop_reason', 'an unrecorded epoch')}")
         else:
             failures[0] += 1
