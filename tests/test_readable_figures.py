@@ -76,3 +76,19 @@ def test_efficiency_draws_infeasible_nets_apart():
     low = StudyResult("l-search", "search", [_t(0.88, 1e4, 0), _t(0.52, 1e3, 1)], synthetic=False)
     labels = [t.get_text() for t in efficiency_figure(compare([low])).axes[0].get_legend().get_texts()]
     assert "below min AUC: infeasible (1)" in labels
+
+
+def test_hypervolume_history_is_drawn_against_flops_when_every_study_counted_them():
+    from qapbo.compare.figures import hypervolume_figure
+
+    def t(auc, cost, number, flops):
+        tr = optuna.trial.create_trial(values=[auc, cost], user_attrs={"epochs": 1, "seconds": 9.0, "flops": flops})
+        tr.number = number
+        return tr
+
+    a = StudyResult("a", "search", [t(0.8, 1e3, 0, 1e9), t(0.9, 1e4, 1, 2e9)], synthetic=False)
+    ax = hypervolume_figure(compare([a])).axes[0]
+    assert ax.get_xlabel() == "cumulative training FLOPs (qapbo-train-flops-v1)"
+    assert list(ax.get_lines()[0].get_xdata()) == [0.0, 1e9, 3e9]
+    ax = hypervolume_figure(_cmp()).axes[0]  # trials without FLOPs: wall seconds, said so
+    assert ax.get_xlabel() == "cumulative training time (wall s; no FLOPs recorded)"

@@ -209,7 +209,8 @@ def plot_hypervolume(cmp: Comparison, out: Path) -> list[Path]:
 
 
 def hypervolume_figure(cmp: Comparison) -> Figure:
-    """Hypervolume of every study against the training it had spent: seconds (left) and epochs (right).
+    """Hypervolume of every study against the training it had spent: FLOPs (left; wall seconds when a
+    study has none recorded) and epochs (right).
 
     Every kind is a step curve in trial order (QAP level by level); a refined study starts where
     its searches ended; trials stopped early add time but no point and are marked with a cross.
@@ -220,24 +221,29 @@ def hypervolume_figure(cmp: Comparison) -> Figure:
     ax_t, ax_e = fig.subplots(1, 2, sharey=True)
     colors = _colors(cmp)
     marked = False
+    hists = {r.name: hypervolume_history(r, cmp.ref) for r in cmp.results}
+    # FLOPs when every study counted them (the same on any machine), else wall seconds
+    in_flops = all(h[-1].flops is not None for h in hists.values())
+    compute = (lambda h: h.flops) if in_flops else (lambda h: h.seconds)
     for r in cmp.results:
-        hist = hypervolume_history(r, cmp.ref)
+        hist = hists[r.name]
         label = {"qap": f"{r.name} (QAP, level by level)", "refine": f"{r.name} (refined, after its search)",
                  "hgq": f"{r.name} (HGQ2, checkpoint by checkpoint)"}.get(r.kind, r.name)
         early = {t.number for t in r.pruned}
         stopped = [h for h in hist if h.number in early]
         if stopped:
             label += f"; {len(stopped)} stopped early"
-        for ax, x in ((ax_t, [h.seconds for h in hist]), (ax_e, [h.epochs for h in hist])):
+        for ax, x in ((ax_t, [compute(h) for h in hist]), (ax_e, [h.epochs for h in hist])):
             ax.step(x, [h.hypervolume for h in hist], where="post", color=colors[r.name],
                     ls=_KIND_LINES.get(r.kind, "-"), lw=1.6, label=label)
             if r.refine_of:  # where the refined study's own training began
                 ax.plot(x[:1], [0.0], marker="|", ms=10, color=colors[r.name])
-        for ax, x in ((ax_t, [h.seconds for h in stopped]), (ax_e, [h.epochs for h in stopped])) if stopped else ():
+        for ax, x in ((ax_t, [compute(h) for h in stopped]), (ax_e, [h.epochs for h in stopped])) if stopped else ():
             ax.scatter(x, [h.hypervolume for h in stopped], marker="x", s=14, color=colors[r.name], linewidths=0.9,
                        label="_nolegend_" if marked else "stopped early: time, no point")
         marked = marked or bool(stopped)
-    ax_t.set_xlabel("cumulative training time (s)")
+    ax_t.set_xlabel("cumulative training FLOPs (qapbo-train-flops-v1)" if in_flops
+                    else "cumulative training time (wall s; no FLOPs recorded)")
     ax_e.set_xlabel("cumulative training epochs")
     ax_t.set_ylabel(f"hypervolume in (AUC, log10 {cmp.label})")
     for ax in (ax_t, ax_e):
