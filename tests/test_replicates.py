@@ -69,8 +69,8 @@ def _stored(url):
 def test_a_killed_replicated_run_resumes_with_every_replicate_complete_and_none_duplicated(tmp_path):
     path = tmp_path / "v.toml"
     path.write_text(STUDY)
-    url = f"sqlite:///{tmp_path}/v.db"
-    cmd = QAPBO + ["run", str(path), "--storage", url, "--out", str(tmp_path / "cmp"), "--quiet"]
+    url = f"sqlite:///{tmp_path}/runs/v.db"  # the default: every replicate in the file's own storage
+    cmd = QAPBO + ["run", str(path), "--out", str(tmp_path / "cmp"), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 600
@@ -83,6 +83,7 @@ def test_a_killed_replicated_run_resumes_with_every_replicate_complete_and_none_
     finally:
         proc.wait()
     assert "v-r2-qap" not in _stored(url)
+    assert sorted(p.name for p in (tmp_path / "runs").glob("*.db")) == ["v.db"]  # no runs/v-r1.db
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     stored = _stored(url)

@@ -49,7 +49,8 @@ def redact(url: str) -> str:
 
 
 def storage_url(study: StudyFile, override: str | None = None) -> str:
-    return override or study.storage or f"sqlite:///runs/{study.name}.db"
+    """The storage a study file's results go to: every replicate's into the file's own (``runs/NAME.db``)."""
+    return override or study.storage or f"sqlite:///runs/{study.base_name or study.name}.db"
 
 
 def artifact_dir(study: StudyFile, url: str) -> Path:
@@ -59,7 +60,7 @@ def artifact_dir(study: StudyFile, url: str) -> Path:
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///"):])
         return db.with_name(db.stem + ".artifacts")
-    return Path("runs") / f"{study.name}.artifacts"
+    return Path("runs") / f"{study.base_name or study.name}.artifacts"
 
 
 def open_storage(url: str, read_only: bool = False, **rdb_kwargs: Any) -> optuna.storages.RDBStorage:
