@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qapbo", description="Quantization-aware pruning versus Bayesian optimization "
                                                  "for ultra-low-latency jet taggers.")
     from qapbo._version import __version__
-    from qapbo.nn.spec import BN_MODES
+    from qapbo.nn.spec import BN_MODES, DEFAULT_BITS_LR, DEFAULT_INIT_BITS, PRECISIONS
     from qapbo.train.config import TrainConfig
 
     tc = TrainConfig()  # the command line's training defaults are the library's
@@ -104,8 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--act-bits", type=_int_list, default=None,
                    help="hidden activation bits: one value or one per hidden layer (default: as --bits)")
     m.add_argument("--input-bits", type=int, default=32, help="input quantization bits (default: 32 = float)")
-    m.add_argument("--bn", default="affine", choices=list(BN_MODES),
-                   help="BatchNorm mode (default: affine)")
+    m.add_argument("--bn", default=None, choices=list(BN_MODES),
+                   help="BatchNorm mode (default: affine; a learned-precision net has none)")
+    m.add_argument("--precision", default="fixed", choices=list(PRECISIONS),
+                   help="fixed: the bit widths above (Brevitas); learned: every weight, bias, input feature and "
+                        "neuron learns its own fixed-point format under a beta x EBOPs penalty (default: fixed)")
+    m.add_argument("--beta", type=_float, default=None,
+                   help="learned precision: the weight of EBOPs in the loss, e.g. 1e-5 (default: 0)")
+    m.add_argument("--init-bits", type=_nonnegative_int, default=None,
+                   help=f"learned precision: initial fractional bits of every format (default: {DEFAULT_INIT_BITS})")
+    m.add_argument("--bits-lr", type=_float, default=None,
+                   help=f"learned precision: Adam learning rate of the bits (default: {DEFAULT_BITS_LR:g})")
     r = t.add_argument_group("training")
     r.add_argument("--epochs", type=_positive_int, default=tc.epochs, help=f"maximum epochs (default: {tc.epochs})")
     r.add_argument("--patience", type=_positive_int, default=tc.patience,
@@ -113,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lr", type=_float, default=tc.lr, help=f"Adam learning rate (default: {tc.lr:g})")
     r.add_argument("--batch-size", type=_positive_int, default=tc.batch_size,
                    help=f"batch size (default: {tc.batch_size})")
-    r.add_argument("--l1", type=_float, default=tc.l1, help=f"L1 factor on weights (default: {tc.l1:g})")
+    r.add_argument("--l1", type=_float, default=None,
+                   help=f"L1 factor on weights (default: {tc.l1:g}; a learned-precision net has none)")
     r.add_argument("--seed", type=int, default=tc.seed,
                    help=f"seed for data split, init and batches (default: {tc.seed})")
     r.add_argument("--threads", type=_positive_int, default=tc.threads, help=f"torch threads (default: {tc.threads})")
@@ -601,14 +611,20 @@ class _generation_progress:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from qapbo.data.split import load_data
+    from qapbo.errors import SpecError
     from qapbo.nn.spec import ModelSpec
     from qapbo.train.config import TrainConfig
     from qapbo.train.measure import train_and_measure
 
     hidden = tuple(args.hidden)
+    learned = {k: v for k, v in (("beta", args.beta), ("init_bits", args.init_bits), ("bits_lr", args.bits_lr))
+               if v is not None}
     spec = ModelSpec(hidden=hidden, weight_bits=_one_or_many(args.bits), act_bits=_one_or_many(args.act_bits),
-                     input_bits=args.input_bits, bn=args.bn)
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, l1=args.l1,
+                     input_bits=args.input_bits, bn=args.bn, precision=args.precision, **learned)
+    if spec.learned and args.l1:
+        raise SpecError("--l1 does not apply to --precision learned: its cost penalty is --beta (x EBOPs); drop --l1")
+    l1 = 0.0 if spec.learned else (TrainConfig.l1 if args.l1 is None else args.l1)
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, l1=l1,
                          patience=args.patience, seed=args.seed, threads=args.threads)
     data = load_data(_data_config(args, test_path=args.test_path, label_column=args.label_column))
     spec = spec.sized_for(data.n_features, data.n_classes)
@@ -661,6 +677,8 @@ def format_record(rec: dict[str, Any]) -> str:
           (("ebops", "EBOPs"), ("luts", "LUTs (da4ml)"), ("latency", "latency (adders)")) if rec.get(key) is not None],
         ("sparsity", f"{rec['sparsity']:.2%}  per layer "
                      + " ".join(f"{s:.1%}" for s in rec["sparsity_per_layer"])),
+        *([("learned bits", "  ".join(f"{k} {v['mean']:.2f} (max {v['max']})" for k, v in rec["learned_bits"].items()))]
+          if rec.get("learned_bits") else []),
         ("epochs", f"{rec['epochs']} (best {rec['best_epoch']})"),
         ("seconds", f"{rec['seconds']:.1f}"),
     ]

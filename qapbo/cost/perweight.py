@@ -4,12 +4,14 @@ qapbo's other costs read one format per layer (:mod:`qapbo.cost.bops`, :func:`qa
 A network trained with per-weight precision (HGQ2, :mod:`qapbo.nn.learned`) is described instead by
 its integer weights, each weight's width and each input's width; the functions here take exactly
 that, as numpy arrays, so that both methods are costed by one piece of code. Weights are
-``(outputs, inputs)`` integer codes, as in :func:`qapbo.cost.measure.linear_ebops`; a width counts
-the sign bit (what a Brevitas bit width counts) and is 0 for a pruned weight or input.
+``(outputs, inputs)`` integer codes, as in :func:`linear_ebops`; a width counts
+the sign bit (what a Brevitas bit width counts) and is 0 for a pruned weight or input. Numpy only:
+the EBOPs helpers every cost shares (:func:`weight_bits`, :func:`linear_ebops`, re-exported by
+:mod:`qapbo.cost.measure`) live here.
 
-* EBOPs, :data:`EBOPS_DEFINITION` (qapbo's ``ebops``, exactly :func:`qapbo.cost.measure.linear_ebops`):
+* EBOPs, :data:`EBOPS_DEFINITION` (qapbo's ``ebops``, exactly :func:`linear_ebops`):
   ``sum_ij in_width_j * bits(w_ij) + sum_i b_width_i [b_i != 0]``, ``bits`` the bits of the integer
-  *value* (:func:`qapbo.cost.measure.weight_bits`: magnitude bits plus a sign bit, 0 for 0).
+  *value* (:func:`weight_bits`: magnitude bits plus a sign bit, 0 for 0).
 * BOPs, :data:`BOPS_DEFINITION` (``hawks2021-perweight-v1``): Hawks et al. 2021's
   ``m n (p b_a b_w + b_a + b_w + log2 n)`` with the sums replacing the products::
 
@@ -25,11 +27,25 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from qapbo.cost.definitions import DEFINITIONS
-from qapbo.cost.measure import linear_ebops, weight_bits
+from qapbo.cost.definitions import DEFINITIONS, PERWEIGHT_BOPS_DEFINITION
 
-BOPS_DEFINITION = "hawks2021-perweight-v1"
+BOPS_DEFINITION = PERWEIGHT_BOPS_DEFINITION
 EBOPS_DEFINITION = DEFINITIONS["ebops"]
+
+
+def weight_bits(w_int: np.ndarray) -> np.ndarray:
+    """Bits each integer weight needs: its magnitude's bits plus a sign bit; 0 for a pruned weight."""
+    a = np.abs(np.asarray(w_int, np.int64))
+    mag = np.where(a > 0, np.floor(np.log2(np.maximum(a, 1))) + 1, 0)
+    return np.where(a > 0, mag + 1, 0).astype(np.int64)
+
+
+def linear_ebops(w_int: np.ndarray, input_bits: np.ndarray | int, bias_bits: np.ndarray | int = 0) -> int:
+    """EBOPs of one linear layer, weights ``(outputs, inputs)``: sum_ij in_bits_j * bits(w_ij) + sum_i bias_bits_i."""
+    w = np.asarray(w_int)
+    in_bits = np.broadcast_to(np.asarray(input_bits, np.int64), (w.shape[1],))
+    b_bits = np.broadcast_to(np.asarray(bias_bits, np.int64), (w.shape[0],))
+    return int((weight_bits(w) @ in_bits).sum() + b_bits.sum())
 
 
 def _ints(a: Any, what: str) -> np.ndarray:

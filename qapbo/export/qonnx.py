@@ -7,6 +7,11 @@ synthesis. A JSON file beside it carries what the graph cannot: the input standa
 network sees ``(x - mean) / scale``), feature and class names, and the trial's AUC and BOPs. A
 second one, ``NAME.hls4ml.json``, is the hls4ml configuration whose fixed-point formats make
 hls4ml's network the stored one (:mod:`qapbo.cost.fixedpoint`, :mod:`qapbo.export.hls4ml_config`).
+
+A learned-precision trial (:mod:`qapbo.nn.learned`) is refused with one line (:data:`LEARNED_REFUSAL`):
+its formats per neuron (round half up, saturating at each neuron's own bounds) have no exact form in
+QONNX's ``Quant`` (one bit width per tensor, round half to even) or in hls4ml's per-layer types;
+da4ml's own code generators take its exact logic (:func:`qapbo.cost.learned.trace`) to HLS or Verilog.
 """
 
 from __future__ import annotations
@@ -49,6 +54,13 @@ if TYPE_CHECKING:
 
 MAX_ABS_DIFF = 1e-4  # logits; float32 Gemm in another order differs by ~1e-7, a wrong scale by >1e-2
 
+#: Why a learned-precision net (qapbo.nn.learned) is not exported, and what takes it to hardware instead.
+LEARNED_REFUSAL = ("is a learned-precision net (its own fixed-point format per weight, input feature and neuron, "
+                   "rounding half up and saturating per neuron), which neither QONNX's Quant nodes nor hls4ml's "
+                   "per-layer types carry exactly, so nothing was written; qapbo export writes fixed-precision and "
+                   "HGQ2 trials, and da4ml writes this one's exact logic as HLS or Verilog (README: \"Learned "
+                   "per-weight precision in qapbo's own training\")")
+
 
 @dataclass
 class ExportReport:
@@ -67,7 +79,10 @@ class ExportReport:
 
 
 def to_qonnx(model: JetTagger, path: str | Path) -> Path:
-    """Write ``model`` as a cleaned QONNX graph (batch 1, input ``global_in``) to ``path``."""
+    """Write ``model`` as a cleaned QONNX graph (batch 1, input ``global_in``) to ``path``; a learned-precision
+    net is refused (:data:`LEARNED_REFUSAL`)."""
+    if getattr(model, "spec", None) is not None and model.spec.learned:
+        raise ExportError(f"the network {LEARNED_REFUSAL}")
     try:
         from brevitas.export import export_qonnx
         from qonnx.core.modelwrapper import ModelWrapper
@@ -148,6 +163,8 @@ def export_trial(
                           f"{_ranges(done) or 'none'} (see `qapbo compare` or `optuna trials`)")
     if "checkpoint" not in frozen.user_attrs:
         raise ExportError(f"trial {trial} of study {ostudy.study_name!r} has no checkpoint; it was not written by qapbo")
+    if (frozen.user_attrs.get("model") or {}).get("precision") == "learned":
+        raise ExportError(f"trial {trial} of study {ostudy.study_name!r} {LEARNED_REFUSAL}")
     if ostudy.user_attrs.get(ATTR_KIND) == "hgq":  # a Keras model: no QONNX, hls4ml's Keras frontend instead
         if precision is not None:
             raise ExportError("--precision applies to QONNX exports; an HGQ2 checkpoint carries its own formats")

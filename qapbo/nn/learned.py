@@ -34,7 +34,7 @@ The gradients:
   ``d q / d f = ln2 * (x - q)`` (what the authors' HGQ computes, and what a straight-through
   round of ``round(x 2**f) 2**-f`` gives), summed over the rows for a data quantizer (0 where a
   value saturated).
-* EBOPs (:meth:`LearnedTagger.ebops`; qapbo's ``hgq2-ebops-v1``, :func:`qapbo.cost.measure.linear_ebops`):
+* EBOPs (:meth:`LearnedTagger.ebops`; qapbo's ``hgq2-ebops-v1``, :func:`qapbo.cost.perweight.linear_ebops`):
   per layer ``sum_ij width(in_j) * bits(w_ij) + sum_i bits(b_i)``. Its value is exact (the same
   integer the cost module counts from the exported integers); its gradient treats a width as
   ``integer bits + f`` with the integer bits fixed: ``d/d f_w,ij = width(in_j)`` and
@@ -86,6 +86,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from qapbo.errors import SpecError
+from qapbo.nn.spec import ModelSpec
+from qapbo.nn.tagger import Tagger
 
 LN2 = math.log(2.0)
 
@@ -226,7 +228,7 @@ def _column_max(x: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------ the network
 
-class LearnedTagger(nn.Module):
+class LearnedTagger(Tagger):
     """MLP ``inputs -> hidden (ReLU)... -> classes`` with learned per-element precision, returning logits.
 
     The input is quantized per feature (signed), every hidden activation per neuron (unsigned,
@@ -238,6 +240,10 @@ class LearnedTagger(nn.Module):
     Parameters are packed (module docstring, "Speed"): :meth:`weight`/:meth:`bias` are views of
     layer ``i``'s parameters (or of their ``phi``, gradients, codes), :meth:`datalane` the slice of
     the packed datalane tensors feeding it. Weights are initialised as Keras' (and so HGQ's) Dense: Glorot-uniform, zero biases.
+
+    ``spec`` is the :class:`qapbo.nn.spec.ModelSpec` it was built from (:meth:`from_spec`, as
+    :func:`qapbo.nn.models.build_model` does), or the one its arguments describe; None when the four
+    initial bits differ or are not whole numbers (no spec describes that).
     """
 
     def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, *, weight_f0: float = F0,
@@ -250,6 +256,10 @@ class LearnedTagger(nn.Module):
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and -F_MAX <= v <= F_MAX):
                 raise SpecError(f"{name} is {v!r}: use initial fractional bits within [-{F_MAX:g}, {F_MAX:g}]")
         self.widths = widths
+        self.spec: ModelSpec | None = None
+        if weight_f0 == bias_f0 == input_f0 == act_f0 and float(weight_f0).is_integer() and weight_f0 >= 0:
+            self.spec = ModelSpec(n_inputs=n_inputs, hidden=tuple(hidden), n_classes=n_classes, precision="learned",
+                                  init_bits=int(weight_f0))
         # packed layout: per layer (weights start, biases start, biases end) in `values`, and
         # (start, end) of its input datalane in `data_phi`/`lo`/`hi` (the input's, then each hidden layer's)
         self._values_at: list[tuple[int, int, int]] = []
@@ -274,6 +284,21 @@ class LearnedTagger(nn.Module):
         self.register_buffer("_col", torch.where(torch.cat(col) < 0, d, torch.cat(col)), persistent=False)
         self._codes: tuple[tuple[int, int], torch.Tensor] | None = None
 
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> "LearnedTagger":
+        """The net of a sized ``precision = "learned"`` spec: every format starts at ``spec.init_bits`` fractional bits."""
+        if not spec.learned:
+            raise SpecError(f"{spec.describe()} is not a learned-precision spec; build it with qapbo.nn.models.build_model")
+        spec.check_sized()
+        f0 = float(spec.init_bits)
+        m = cls(spec.n_inputs, spec.hidden, spec.n_classes, weight_f0=f0, bias_f0=f0, input_f0=f0, act_f0=f0)
+        m.spec = spec
+        return m
+
+    def param_groups(self, lr: float, bits_lr: float) -> list[dict]:
+        """Adam's parameter groups: the weights and biases at ``lr``, every trained ``phi`` (bits) at ``bits_lr``."""
+        return [{"params": [self.values], "lr": lr}, {"params": [self.value_phi, self.data_phi], "lr": bits_lr}]
+
     # -------------------------------------------------------------- views of the packed tensors
 
     def weight(self, i: int, of: torch.Tensor | None = None) -> torch.Tensor:
@@ -293,7 +318,8 @@ class LearnedTagger(nn.Module):
 
     # -------------------------------------------------------------- forward and cost
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, taps: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits; ``taps``, if given, receives each hidden layer's pre-activation (before the ReLU) and the logits."""
         q, n = _ValueQuant.apply(self.values, self.value_phi)
         self._codes = (self._versions(), n)
         if self.training:
@@ -306,6 +332,8 @@ class LearnedTagger(nn.Module):
         last = len(self._values_at) - 1
         for i, (a, b, c) in enumerate(self._values_at):
             x = F.linear(x, q[a:b].view(self.widths[i + 1], self.widths[i]), q[b:c])
+            if taps is not None:
+                taps.append(x.detach())
             if i < last:
                 s = self.datalane(i + 1)
                 if self.training:
@@ -380,14 +408,22 @@ class LearnedTagger(nn.Module):
     # -------------------------------------------------------------- readers
 
     @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
-        """Softmax class probabilities in eval mode (restores the previous mode)."""
-        was = self.training
-        self.eval()
-        try:
-            return torch.cat([F.softmax(self(x[i:i + batch_size]), dim=1) for i in range(0, len(x), batch_size)])
-        finally:
-            self.train(was)
+    def masks(self) -> list[torch.Tensor]:
+        """Per linear layer, 1 where a weight's code is non-zero and 0 where it is pruned (0 bits), as
+        :meth:`qapbo.nn.models.JetTagger.masks` reads; computed from the bits, not a buffer anyone may prune."""
+        n = self.value_codes()
+        return [(self.weight(i, n) != 0).to(self.values.dtype) for i in range(len(self._values_at))]
+
+    @torch.no_grad()
+    def effective_weights(self) -> list[torch.Tensor]:
+        """The quantized weights (outputs, inputs) of every linear layer, detached: what the forward pass multiplies."""
+        q, _ = _ValueQuant.apply(self.values, self.value_phi)
+        return [self.weight(i, q).clone() for i in range(len(self._values_at))]
+
+    def apply_masks_(self) -> None:
+        """Refused: a learned-precision net prunes a weight by training its bits to 0, not by a mask."""
+        raise SpecError("a learned-precision network prunes itself (a weight whose bits reach 0 is exactly 0); "
+                            "magnitude pruning (QAP, refine, a search's sparsity) applies to fixed-precision nets only")
 
     @torch.no_grad()
     def fixed_point_layers(self) -> list[dict[str, np.ndarray]]:

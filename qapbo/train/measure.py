@@ -15,11 +15,14 @@ import torch
 
 from qapbo.cost.definitions import FLOPS_DEFINITION
 from qapbo.cost.flops import training_flops
+from qapbo.cost.learned import bits_summary
 from qapbo.cost.measure import measure_costs
 from qapbo.data.split import JetData
+from qapbo.nn.learned import LearnedTagger
 from qapbo.nn.metrics import evaluate
-from qapbo.nn.models import JetTagger, build_model
+from qapbo.nn.models import build_model
 from qapbo.nn.spec import ModelSpec
+from qapbo.nn.tagger import Tagger
 from qapbo.train.config import TrainConfig
 from qapbo.train.loop import EpochLog, TrainResult, train
 
@@ -28,12 +31,12 @@ from qapbo.train.loop import EpochLog, TrainResult, train
 class Measurement:
     """A trained model and everything measured about it (test-set metrics, BOPs, cost)."""
 
-    model: JetTagger
+    model: Tagger
     training: TrainResult
     record: dict[str, Any]
 
 
-def measure(model: JetTagger, data: JetData, training: TrainResult | None = None,
+def measure(model: Tagger, data: JetData, training: TrainResult | None = None,
             hw: bool | None = None) -> dict[str, Any]:
     """Test-set metrics, sparsity and every hardware cost (:mod:`qapbo.cost.measure`) of ``model`` as one
     flat JSON-able record. ``hw=False`` skips the da4ml trace (``luts``, ``latency``)."""
@@ -48,6 +51,8 @@ def measure(model: JetTagger, data: JetData, training: TrainResult | None = None
         "synthetic": data.synthetic,
         "data_note": data.label,
     }
+    if isinstance(model, LearnedTagger):
+        record["learned_bits"] = bits_summary(model.fixed_point_layers())
     if training is not None:
         record |= {
             "epochs": training.epochs,
@@ -66,13 +71,16 @@ def train_and_measure(
     spec: ModelSpec,
     config: TrainConfig,
     callback: Callable[[EpochLog], None] | None = None,
-    model: JetTagger | None = None,
+    model: Tagger | None = None,
+    beta: Callable[[int], float] | None = None,
 ) -> Measurement:
-    """Build (or continue) a model, train it to early stop, and measure it on the test split."""
+    """Build (or continue) a model, train it to early stop, and measure it on the test split.
+
+    ``beta``: a learned-precision net's EBOPs weight per epoch (:func:`qapbo.train.loop.train`)."""
     spec = spec.sized_for(data.n_features, data.n_classes)  # from the data; a mismatch is refused
     if model is None:
         model = build_model(spec, seed=config.seed)
-    result = train(model, data, config, callback=callback)
+    result = train(model, data, config, callback=callback, beta=beta)
     record = measure(model, data, result)
     record["train_config"] = config.to_dict()
     record["versions"] = versions()
