@@ -142,7 +142,7 @@ def test_the_stopper_reads_the_storage_at_most_every_two_seconds_and_at_each_tri
     assert "cannot reach trial 1's validation AUC 0.850" in stopper.check(curve, 4000.0)
     _add(study, [(0.95, 900.0)])
     stopper.start_trial(study)  # a new trial reads afresh
-    assert "of trial 4" in stopper.check(curve, 4000.0)
+    assert "trial 4's validation AUC" in stopper.check(curve, 4000.0)
 
 
 # ------------------------------------------------------------------------------ end to end

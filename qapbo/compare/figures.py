@@ -429,8 +429,11 @@ def _cost_pairs(cmp: Comparison) -> list[tuple[float, float, int, float]]:
         for t in r.trials:
             a = t.user_attrs
             if a.get("bops") is not None and a.get("luts") is not None:
-                bits = a.get("model", {}).get("weight_bits", 32)
+                model = a.get("model", {})
+                bits = model.get("weight_bits", 32)
                 bits = max(bits) if isinstance(bits, (list, tuple)) else bits
+                if model.get("precision") == "learned" or a.get("kind") == "hgq":
+                    bits = 0  # learned per-weight widths: no one precision (drawn as "learned")
                 out.append((float(a["bops"]), float(a["luts"]), int(bits), float(a.get("sparsity", 0.0))))
     return out
 
@@ -447,7 +450,8 @@ def plot_costs(cmp: Comparison, out: Path) -> list[Path]:
     for bits in sorted({p[2] for p in pts}):
         sel = [p for p in pts if p[2] == bits]
         ax_p.scatter([p[0] for p in sel], [max(p[1], 1.0) for p in sel], s=12, alpha=0.7,
-                     color=_PRECISION_COLORS.get(bits, "tab:gray"), label="float" if bits == 32 else f"{bits}-bit")
+                     color=_PRECISION_COLORS.get(bits, "tab:gray"),
+                     label="float" if bits == 32 else "learned per weight" if bits == 0 else f"{bits}-bit")
     sc = ax_s.scatter(bops, luts, c=[p[3] for p in pts], cmap="viridis", s=12, alpha=0.8, vmin=0.0, vmax=1.0)
     fig.colorbar(sc, ax=ax_s, label="sparsity (pruned share of weights)")
     for ax in (ax_p, ax_s):
