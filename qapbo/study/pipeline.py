@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -114,11 +113,14 @@ def run_pipeline(
         except HgqError as exc:
             raise HgqError(f"{exc}; or remove the [hgq] section of {study.path} to run without the HGQ2 "
                            "contender") from None
+    from qapbo.progress import reporter
+
+    say = reporter(progress, log)[1]
     names: list[str] = []
     for replica in study.replicas():  # replicates one after another, each with every worker
-        if study.replicates > 1 and log is None:
-            print(f"replicate {replica.replicate + 1}/{study.replicates}: {replica.name} (training and sampler seed "
-                  f"{replica.seed}, the data split of seed {replica.data.seed})", file=sys.stderr, flush=True)
+        if study.replicates > 1:
+            say(f"replicate {replica.replicate + 1}/{study.replicates}: {replica.name} (training and sampler seed "
+                f"{replica.seed}, the data split of seed {replica.data.seed})")
         for section in SECTIONS:
             if getattr(replica, section) is not None:
                 names += [s.study_name for s in run_section(section, replica, storage=storage, workers=workers,
