@@ -13,6 +13,10 @@ masked weights, masks re-applied after every step):
       modules                           model.reference_forward instead of model.forward
   (e0) 8-bit fused, inline loop         the very loop of (e) calling model.forward: a control
                                         showing the inline loop costs what qapbo's loop costs
+  (w6) Brevitas 6-bit                   qapbo.train.loop.train, ModelSpec(..., weight_bits=6): today's fixed-bit QAT
+  (l)  learned per-weight precision     qapbo.nn.learned.train_epoch on LearnedTagger(16, (64, 32, 32), 5), beta
+                                        1e-6: the same batching and Adam, loss cross-entropy + beta * EBOPs
+                                        (no L1, no masks, no BatchNorm: the net HGQ2 trains)
 
 Fairness: qapbo's EpochLog.seconds also contains the validation-loss pass, which (d) and (e)
 do not do. The script wraps ``qapbo.train.loop.validation_loss`` with a timer at run time (qapbo
@@ -22,8 +26,12 @@ time; the comparison uses the training part only, the same work in every variant
 Each variant trains a fresh model (seed 0) for --warmup + --epochs consecutive epochs; the
 warm-up epochs are dropped and the median (min-max) of the rest is reported.
 
+``--rounds R`` runs the whole sequence of variants R times and takes the median over every round's
+timed epochs, so that a machine whose load drifts does not favour the variants that ran first.
+
     python benchmarks/train_throughput.py                 # 600,000 rows, 1 thread
     python benchmarks/train_throughput.py --rows 60000 --epochs 2
+    python benchmarks/train_throughput.py --rows 200000 --variants a,w6,l --rounds 3   # issue 22's ratios
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ import torch.nn.functional as F
 
 from qapbo.data.config import DataConfig
 from qapbo.data.split import JetData, load_data
+from qapbo.nn.learned import LearnedTagger
+from qapbo.nn.learned import train_epoch as learned_epoch
 from qapbo.nn.models import JetTagger, build_model
 from qapbo.nn.spec import ModelSpec
 from qapbo.train.config import TrainConfig
@@ -179,6 +189,22 @@ def run_inline(bits: int, data: JetData, n_epochs: int, how: str) -> dict:
     return {"train": times, "loss": loss}
 
 
+def run_learned(data: JetData, n_epochs: int, threads: int, beta: float = 1e-6) -> dict:
+    """Learned precision with qapbo's batching (one seeded permutation per epoch, contiguous slices) and Adam."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = LearnedTagger(16, (64, 32, 32), 5)
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    gen = torch.Generator().manual_seed(0)
+    times, loss = [], float("nan")
+    for _ in range(n_epochs):
+        t0 = time.perf_counter()
+        loss, _ = learned_epoch(model, opt, x, y, beta, BATCH, gen)
+        times.append(time.perf_counter() - t0)
+    return {"train": times, "loss": loss}
+
+
 # ----------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=_positive_int, default=3, help="timed epochs per variant (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up epochs per variant (default 1)")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--variants", default="a,b,c,d,e,e0,w6,l",
+                   help="comma-separated variant keys to run (default all: a,b,c,d,e,e0,w6,l)")
+    p.add_argument("--rounds", type=_positive_int, default=1,
+                   help="run the variants this many times in turn; medians pool every round (default 1)")
     args = p.parse_args(argv)
     if args.warmup < 0:
         p.error("--warmup must be 0 or more")
@@ -234,20 +264,37 @@ def main(argv: list[str] | None = None) -> int:
         ("d", "float, reference Dataset+DataLoader", lambda: run_inline(32, data, n_epochs, "dataloader")),
         ("e", "8-bit, Brevitas modules (inline)", lambda: run_inline(8, data, n_epochs, "brevitas")),
         ("e0", "8-bit, fused forward (inline)", lambda: run_inline(8, data, n_epochs, "fused")),
+        ("w6", "Brevitas 6-bit qapbo train()", lambda: run_qapbo(6, data, n_epochs, args.threads)),
+        ("l", "learned precision train_epoch", lambda: run_learned(data, n_epochs, args.threads)),
     ]
+    chosen = [k.strip() for k in args.variants.split(",") if k.strip()]
+    unknown = sorted(set(chosen) - {k for k, _, _ in variants})
+    if unknown or not chosen:
+        p.error(f"unknown variant(s) {', '.join(unknown) or '(none given)'}: use keys of {', '.join(k for k, _, _ in variants)}")
+    variants = [v for v in variants if v[0] in chosen]
+    timed_all: dict[str, list[float]] = {k: [] for k, _, _ in variants}
     med: dict[str, float] = {}
-    for key, name, fn in variants:
-        t0 = time.perf_counter()
-        r = fn()
-        timed = r["train"][args.warmup:]
-        med[key] = statistics.median(timed)
-        line = (f"({key:>2}) {name:<36} train epoch {med[key]:7.3f} s ({min(timed):.3f}-{max(timed):.3f})"
-                f"  {n / med[key] / 1e3:6.0f} k rows/s")
-        if "val" in r:
-            line += (f"  [+ val pass {statistics.median(r['val'][args.warmup:]):.3f} s; "
-                     f"EpochLog.seconds {statistics.median(r['full'][args.warmup:]):.3f} s]")
-        print(line + f"  loss {r['loss']:.4f}  (variant wall {time.perf_counter() - t0:.0f} s)", flush=True)
+    for rnd in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {rnd + 1} of {args.rounds}")
+        for key, name, fn in variants:
+            t0 = time.perf_counter()
+            r = fn()
+            timed = r["train"][args.warmup:]
+            timed_all[key] += timed
+            med[key] = statistics.median(timed_all[key])
+            line = (f"({key:>2}) {name:<36} train epoch {statistics.median(timed):7.3f} s ({min(timed):.3f}-{max(timed):.3f})"
+                    f"  {n / statistics.median(timed) / 1e3:6.0f} k rows/s")
+            if "val" in r:
+                line += (f"  [+ val pass {statistics.median(r['val'][args.warmup:]):.3f} s; "
+                         f"EpochLog.seconds {statistics.median(r['full'][args.warmup:]):.3f} s]")
+            print(line + f"  loss {r['loss']:.4f}  (variant wall {time.perf_counter() - t0:.0f} s)", flush=True)
 
+    steps = -(-n // BATCH)
+    print(f"\nper step (median epoch / {steps} steps{f', pooled over {args.rounds} rounds' if args.rounds > 1 else ''})")
+    for key, name, _ in variants:
+        ratio = f"  {med[key] / med['a']:5.2f}x float" if "a" in med else ""
+        print(f"  ({key:>2}) {name:<36} {med[key] / steps * 1e3:7.3f} ms{ratio}")
     print("\nratios of training-epoch medians (validation pass excluded everywhere)")
     for label, a, b in [
         ("8-bit / float                       (b)/(a)", "b", "a"),
@@ -256,11 +303,15 @@ def main(argv: list[str] | None = None) -> int:
         ("Brevitas modules / fused, 8-bit     (e)/(b)", "e", "b"),
         ("  same, identical inline loop       (e)/(e0)", "e", "e0"),
         ("  control: inline / qapbo, fused    (e0)/(b)", "e0", "b"),
+        ("6-bit / float (target <= 1.5)       (w6)/(a)", "w6", "a"),
+        ("learned / float (target <= 2)       (l)/(a)", "l", "a"),
     ]:
-        print(f"  {label}  {med[a] / med[b]:6.2f}x")
-    print("\nnotes: (a)-(c) time = EpochLog.seconds minus the timed validation pass; (d), (e), (e0) run no "
-          "validation.\n       every variant does the same step: forward, cross-entropy + 1e-4 * L1, backward, "
-          "Adam, apply_masks_.")
+        if a in med and b in med:
+            print(f"  {label}  {med[a] / med[b]:6.2f}x")
+    print("\nnotes: (a)-(c), (w6) time = EpochLog.seconds minus the timed validation pass; (d), (e), (e0), (l) run "
+          "no validation.\n       (a)-(e0), (w6) do the same step: forward, cross-entropy + 1e-4 * L1, backward, "
+          "Adam, apply_masks_;\n       (l): forward, cross-entropy + 1e-6 * EBOPs, backward, Adam (ranges reset "
+          "and bits clamped once per epoch).")
     if hasattr(os, "getloadavg"):
         print(f"       load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0

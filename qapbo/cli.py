@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qapbo", description="Quantization-aware pruning versus Bayesian optimization "
                                                  "for ultra-low-latency jet taggers.")
     from qapbo._version import __version__
-    from qapbo.nn.spec import BN_MODES
+    from qapbo.nn.spec import BN_MODES, DEFAULT_BITS_LR, DEFAULT_INIT_BITS, PRECISIONS
     from qapbo.train.config import TrainConfig
 
     tc = TrainConfig()  # the command line's training defaults are the library's
@@ -104,8 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--act-bits", type=_int_list, default=None,
                    help="hidden activation bits: one value or one per hidden layer (default: as --bits)")
     m.add_argument("--input-bits", type=int, default=32, help="input quantization bits (default: 32 = float)")
-    m.add_argument("--bn", default="affine", choices=list(BN_MODES),
-                   help="BatchNorm mode (default: affine)")
+    m.add_argument("--bn", default=None, choices=list(BN_MODES),
+                   help="BatchNorm mode (default: affine; a learned-precision net has none)")
+    m.add_argument("--precision", default="fixed", choices=list(PRECISIONS),
+                   help="fixed: the bit widths above (Brevitas); learned: every weight, bias, input feature and "
+                        "neuron learns its own fixed-point format under a beta x EBOPs penalty (default: fixed)")
+    m.add_argument("--beta", type=_float, default=None,
+                   help="learned precision: the weight of EBOPs in the loss, e.g. 1e-5 (default: 0)")
+    m.add_argument("--init-bits", type=_nonnegative_int, default=None,
+                   help=f"learned precision: initial fractional bits of every format (default: {DEFAULT_INIT_BITS})")
+    m.add_argument("--bits-lr", type=_float, default=None,
+                   help=f"learned precision: Adam learning rate of the bits (default: {DEFAULT_BITS_LR:g})")
     r = t.add_argument_group("training")
     r.add_argument("--epochs", type=_positive_int, default=tc.epochs, help=f"maximum epochs (default: {tc.epochs})")
     r.add_argument("--patience", type=_positive_int, default=tc.patience,
@@ -113,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lr", type=_float, default=tc.lr, help=f"Adam learning rate (default: {tc.lr:g})")
     r.add_argument("--batch-size", type=_positive_int, default=tc.batch_size,
                    help=f"batch size (default: {tc.batch_size})")
-    r.add_argument("--l1", type=_float, default=tc.l1, help=f"L1 factor on weights (default: {tc.l1:g})")
+    r.add_argument("--l1", type=_float, default=None,
+                   help=f"L1 factor on weights (default: {tc.l1:g}; a learned-precision net has none)")
     r.add_argument("--seed", type=int, default=tc.seed,
                    help=f"seed for data split, init and batches (default: {tc.seed})")
     r.add_argument("--threads", type=_positive_int, default=tc.threads, help=f"torch threads (default: {tc.threads})")
@@ -137,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     _workers_arg(rf, "each refining whole members")
     rf.set_defaults(func=cmd_refine)
 
+    hg = _study_command(sub, "hgq", "run (or resume) the HGQ2 contender of a study file (per-weight learned bits)",
+                        "Run the [hgq] section of a study file: HGQ2 (Keras 3 on JAX) learns every weight's and "
+                        "activation's bit width under an EBOPs penalty whose weight beta ramps up (or one run per "
+                        "fixed beta), on the study's own data split; every checkpoint of its Pareto front is "
+                        "costed with da4ml and stored as one trial of the study NAME-hgq. Rerunning the same "
+                        "command resumes from the last epoch. Needs pip install 'qapbo[hgq]'.")
+    hg.set_defaults(func=cmd_hgq)
+
     s = _study_command(sub, "search", "run (or resume) the multi-objective search of a study file",
                        "Run the [search] section of a study file: Optuna proposes architectures and precisions, "
                        "each trial trains and measures one network (AUC up, BOPs down). Rerunning the same "
@@ -157,14 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(stopped-early trials and a refined study's searches included) and every pair's "
                                    "hypervolume at equal compute (the seconds and epochs the cheaper one spent).")
     _comparison_args(c)
-    c.add_argument("--out", help=f"directory for the figures (default: {FIGURES_RULE})")
-    c.add_argument("--json", action="store_true", help="print the comparison as JSON instead of Markdown")
+    c.add_argument("--out", help=f"directory for the figures (default: {FIGURES_RULE}; with --json, figures are "
+                                 "written only when --out is given)")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON instead of Markdown (every "
+                                                       "number; no figures unless --out)")
+    c.add_argument("--wide", action="store_true", help="every AUC target and budget and the counts behind each front "
+                                                       "in the table (default: the middle target and budget)")
     c.set_defaults(func=cmd_compare)
 
     pl = sub.add_parser("plot", help="write one figure from stored studies",
                         description="Write one kind of figure (PNG and PDF) from stored studies.")
-    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff", "efficiency", "costs", "features"],
-                    help="figure kind (costs: BOPs against da4ml LUTs of every stored network; features: every "
+    pl.add_argument("kind", choices=["fronts", "hypervolume", "bkg-eff", "efficiency", "costs", "attainment",
+                                     "features"],
+                    help="figure kind (costs: BOPs against da4ml LUTs of every stored network; attainment: the "
+                         "25/50/75 %% attainment surfaces of replicated methods; features: every "
                          "input feature's distribution per class, from data rather than storage)")
     _comparison_args(pl)
     pl.add_argument("--out", help=f"directory for the figure (default: {FIGURES_RULE})")
@@ -173,17 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     fd.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
     pl.set_defaults(func=cmd_plot)
 
-    e = sub.add_parser("export", help="export a stored trial's network to QONNX for hls4ml, checked by qonnx",
+    e = sub.add_parser("export", help="export a stored trial's network to QONNX (an HGQ2 trial: Keras) for hls4ml",
                        description="Write one stored trial's network as a cleaned QONNX graph (for hls4ml or "
                                    "FINN), run test rows through it with qonnx's executor to check it against the "
                                    "stored model, and write a JSON file beside it with the input standardization, "
-                                   "feature and class names, AUC and BOPs. Needs pip install 'qapbo[export]'.")
+                                   "feature and class names, AUC and BOPs. Needs pip install 'qapbo[export]'. A trial of "
+                                   "an hgq study (HGQ2) is written as its Keras model (NAME.keras) with the hls4ml "
+                                   "configuration for hls4ml's Keras frontend instead.")
     e.add_argument("study", help="the study file the trial was run from, e.g. studies/quickstart.toml")
     e.add_argument("--trial", type=_nonnegative_int, required=True, help="trial number (as `qapbo compare` and "
                    "`optuna trials` show it)")
     e.add_argument("--study", dest="study_name", help="which of the file's studies (needed when it has several, "
                    "e.g. quickstart-search and quickstart-qap)")
-    e.add_argument("--out", help="QONNX file to write (default: runs/STUDY-trialN.onnx; the JSON goes beside it)")
+    e.add_argument("--out", help="QONNX file to write (default: runs/STUDY-trialN.onnx, for an HGQ2 trial "
+                   "runs/STUDY-trialN.keras; the JSON goes beside it)")
     _storage_arg(e)
     e.add_argument("--precision", type=_positive_int, help="relative precision in bits of the fixed-point formats in "
                    "NAME.hls4ml.json (default: the least that reproduces the stored model on every test row)")
@@ -244,13 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_data_generate)
 
     r = sub.add_parser("run", help="the main job: run a study file's search and QAP baseline, then compare",
-                       description="Run (or resume) the [search], [refine] and [qap] sections of a study file, in "
+                       description="Run (or resume) the [search], [refine], [qap] and [hgq] sections of a study file, in "
                                    "that order, then write the comparison table and figures.")
     r.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     _storage_arg(r)
     r.add_argument("--out", help=f"directory for the figures (default: {FIGURES_RULE})")
     _workers_arg(r, "for the search, the refine members and the QAP chains")
     _synthetic_args(r)
+    r.add_argument("--wide", action="store_true", help="every AUC target and budget in the comparison table")
+    r.add_argument("--replicates", type=_positive_int, help="run every method this many times with other training "
+                   "and sampler seeds on the same data split (overrides the file's replicates)")
     _progress_arg(r, "bars on a terminal, else one line per trial and per level")
     r.set_defaults(func=cmd_run)
     return parser
@@ -266,7 +296,7 @@ def _study_command(sub: Any, name: str, help: str, description: str) -> argparse
     p = sub.add_parser(name, help=help, description=description)
     p.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     _storage_arg(p)
-    if name not in ("qap", "refine"):
+    if name not in ("qap", "refine", "hgq"):
         p.add_argument("--n-trials", type=_positive_int,
                        help="budget: trials evaluated (COMPLETE or stopped early) in the study (overrides the file)")
         p.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
@@ -338,7 +368,8 @@ def _load_study(args: argparse.Namespace):
         args.storage = os.environ["QAPBO_STORAGE"]
     if args.rows and not args.synthetic:
         raise QapboError("--rows only goes with --synthetic; set n_rows or max_rows in the study file instead")
-    return load_study_file(args.study, synthetic=args.synthetic, rows=args.rows)
+    return load_study_file(args.study, synthetic=args.synthetic, rows=args.rows,
+                           replicates=getattr(args, "replicates", None))
 
 
 def _comparison_args(p: argparse.ArgumentParser) -> None:
@@ -385,12 +416,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from qapbo.compare.figures import plot_all
 
+    wants_figures = not args.json or args.out is not None  # JSON is for scripts: no files unless asked for
     cmp = _comparison(args)
-    paths = plot_all(cmp, Path(args.out))
+    paths = plot_all(cmp, Path(args.out)) if wants_figures else []
     if args.json:
         print(json.dumps(cmp.to_dict() | {"figures": [str(p) for p in paths]}, indent=2))
     else:
-        print(cmp.to_markdown())
+        print(cmp.to_markdown(wide=args.wide))
         print(f"\nfigures written to {args.out}/: " + ", ".join(p.name for p in paths))
     return 0
 
@@ -423,7 +455,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = _load_study(args)
     res = run_pipeline(study, storage=args.storage, workers=args.workers, progress=_progress(args),
                        synthetic=args.synthetic, rows=args.rows, out=args.out)
-    print(res.comparison.to_markdown())
+    print(res.comparison.to_markdown(wide=args.wide))
     print(f"\nresults in {redact(res.url)} (studies: {', '.join(res.study_names)}); figures in {res.out}/: "
           + ", ".join(p.name for p in res.figures))
     return 0
@@ -436,10 +468,10 @@ def _section(section: str, args: argparse.Namespace) -> tuple[Any, list[Any]]:
     study = _load_study(args)
     # a `qapbo worker` on another machine must not replay the proposals of the others
     worker = os.getpid() if args.command == "worker" else 0
-    return study, run_section(section, study, storage=args.storage, workers=getattr(args, "workers", 1),
-                              progress=_progress(args), n_trials=getattr(args, "n_trials", None),
-                              timeout=getattr(args, "timeout", None), synthetic=args.synthetic, rows=args.rows,
-                              worker=worker)
+    return study, [s for replica in study.replicas() for s in run_section(
+        section, replica, storage=args.storage, workers=getattr(args, "workers", 1), progress=_progress(args),
+        n_trials=getattr(args, "n_trials", None), timeout=getattr(args, "timeout", None), synthetic=args.synthetic,
+        rows=args.rows, worker=worker)]
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -458,20 +490,35 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_qap(args: argparse.Namespace) -> int:
     from qapbo.study.storage import redact, storage_url
 
-    study, (ostudy,) = _section("qap", args)
-    n = len(ostudy.get_trials(deepcopy=False))
-    print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "
-          f"{redact(storage_url(study, args.storage))}")
+    study, studies = _section("qap", args)
+    for ostudy in studies:
+        n = len(ostudy.get_trials(deepcopy=False))
+        print(f"qap {study.name}: {n} levels stored in study {ostudy.study_name!r} at "
+              f"{redact(storage_url(study, args.storage))}")
     return 0
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
     from qapbo.study.storage import redact, storage_url
 
-    study, (ostudy,) = _section("refine", args)
-    front = ostudy.best_trials
-    print(f"refine {study.name}: {len(ostudy.get_trials(deepcopy=False))} levels stored in study "
-          f"{ostudy.study_name!r} ({len(front)} on its front) at {redact(storage_url(study, args.storage))}")
+    study, studies = _section("refine", args)
+    for ostudy in studies:
+        front = ostudy.best_trials
+        print(f"refine {study.name}: {len(ostudy.get_trials(deepcopy=False))} levels stored in study "
+              f"{ostudy.study_name!r} ({len(front)} on its front) at {redact(storage_url(study, args.storage))}")
+    return 0
+
+
+def cmd_hgq(args: argparse.Namespace) -> int:
+    from optuna.trial import TrialState
+
+    from qapbo.study.storage import redact, storage_url
+
+    study, studies = _section("hgq", args)
+    for ostudy in studies:
+        done = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        print(f"hgq {study.name}: {len(done)} checkpoints stored in study {ostudy.study_name!r} "
+              f"({len(ostudy.best_trials)} on its AUC-LUTs front) at {redact(storage_url(study, args.storage))}")
     return 0
 
 
@@ -481,6 +528,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     study = _load_study(args)
     rep = export_trial(study, args.trial, out=args.out, study_name=args.study_name, storage=args.storage,
                        precision=args.precision, check_with_hls4ml=args.check_hls4ml, strategy=args.strategy)
+    if hasattr(rep, "keras_path"):  # an HGQ2 checkpoint
+        print(f"wrote {rep.keras_path} (Keras, HGQ2), {rep.hls4ml_path} (hls4ml hls_config, strategy {rep.strategy}) "
+              f"and {rep.json_path}: trial {rep.trial} of {rep.study_name}; da4ml's logic bit-exact on "
+              f"{rep.rows_checked} test rows")
+        if rep.hls4ml_check is not None:
+            _print_hls4ml_check(rep.hls4ml_check)
+        return 0
     print(f"wrote {rep.onnx_path} (QONNX) and {rep.json_path}: trial {rep.trial} of {rep.study_name}; "
           f"qonnx executor on {rep.rows_checked} test rows: max logit difference {rep.max_abs_diff:.2g}, "
           f"same class {rep.same_predictions}/{rep.rows_checked}")
@@ -490,11 +544,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {rep.hls4ml_path} (hls4ml hls_config, strategy {rep.strategy}, {rep.precision}-bit relative "
               f"precision, {rep.hls4ml_note})")
     if rep.hls4ml_check is not None:
-        c = rep.hls4ml_check
-        kernels = f"; hls4ml's DA kernels: {c.da_kernel_luts:.0f} LUTs (da4ml)" if c.da_kernel_luts is not None else ""
-        print(f"hls4ml C++ emulation on {c.rows} test rows ({c.strategy}, from the file as written): same class "
-              f"{c.same_class}/{c.rows}, max logit difference {c.max_abs_diff:.2g} (tolerance {c.tolerance:g}){kernels}")
+        _print_hls4ml_check(rep.hls4ml_check)
     return 0
+
+
+def _print_hls4ml_check(c: Any) -> None:
+    kernels = f"; hls4ml's DA kernels: {c.da_kernel_luts:.0f} LUTs (da4ml)" if c.da_kernel_luts is not None else ""
+    print(f"hls4ml C++ emulation on {c.rows} test rows ({c.strategy}, from the file as written): same class "
+          f"{c.same_class}/{c.rows}, max logit difference {c.max_abs_diff:.2g} (tolerance {c.tolerance:g}){kernels}")
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
@@ -554,14 +611,20 @@ class _generation_progress:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from qapbo.data.split import load_data
+    from qapbo.errors import SpecError
     from qapbo.nn.spec import ModelSpec
     from qapbo.train.config import TrainConfig
     from qapbo.train.measure import train_and_measure
 
     hidden = tuple(args.hidden)
+    learned = {k: v for k, v in (("beta", args.beta), ("init_bits", args.init_bits), ("bits_lr", args.bits_lr))
+               if v is not None}
     spec = ModelSpec(hidden=hidden, weight_bits=_one_or_many(args.bits), act_bits=_one_or_many(args.act_bits),
-                     input_bits=args.input_bits, bn=args.bn)
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, l1=args.l1,
+                     input_bits=args.input_bits, bn=args.bn, precision=args.precision, **learned)
+    if spec.learned and args.l1:
+        raise SpecError("--l1 does not apply to --precision learned: its cost penalty is --beta (x EBOPs); drop --l1")
+    l1 = 0.0 if spec.learned else (TrainConfig.l1 if args.l1 is None else args.l1)
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, l1=l1,
                          patience=args.patience, seed=args.seed, threads=args.threads)
     data = load_data(_data_config(args, test_path=args.test_path, label_column=args.label_column))
     spec = spec.sized_for(data.n_features, data.n_classes)
@@ -614,6 +677,8 @@ def format_record(rec: dict[str, Any]) -> str:
           (("ebops", "EBOPs"), ("luts", "LUTs (da4ml)"), ("latency", "latency (adders)")) if rec.get(key) is not None],
         ("sparsity", f"{rec['sparsity']:.2%}  per layer "
                      + " ".join(f"{s:.1%}" for s in rec["sparsity_per_layer"])),
+        *([("learned bits", "  ".join(f"{k} {v['mean']:.2f} (max {v['max']})" for k, v in rec["learned_bits"].items()))]
+          if rec.get("learned_bits") else []),
         ("epochs", f"{rec['epochs']} (best {rec['best_epoch']})"),
         ("seconds", f"{rec['seconds']:.1f}"),
     ]

@@ -101,7 +101,7 @@ LAYERS = {
     "cost": {"nn"},
     "train": {"data", "nn", "cost"},
     "compare": {"cost"},  # comparison reads stored results: it never trains, builds or runs a study
-    "export": {"data", "nn", "cost", "study"},
+    "export": {"data", "nn", "cost", "train", "study"},  # train: the HGQ2 loader of a stored Keras model
     "study": {"data", "nn", "cost", "train", "compare"},
 }
 

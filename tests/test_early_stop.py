@@ -11,12 +11,15 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from qapbo.cost.bops import model_bops
+from qapbo.cost.flops import forward_flops
+from qapbo.data.split import load_data
 from qapbo.errors import StudyFileError
 from qapbo.nn.models import build_model
 from qapbo.nn.spec import ModelSpec
 from qapbo.study.early_stop import Curve, EarlyStopper, Evidence, Member, cost_ratios, decide, margin, nominal_bops
 from qapbo.study.file import parse_study
 from qapbo.study.search import make_sampler, prepare_search, run_search
+from qapbo.study.storage import stored_config
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 
@@ -68,7 +71,7 @@ EVIDENCE = Evidence(front=FRONT, curves=tuple(CURVES), ratios={"bops": 0.5})
 def test_a_trial_below_a_cheaper_member_is_hopeless():
     # epoch 4: margin 0.06; best 0.70 -> at most 0.76; cost >= 4000 x 0.5 = 2000 >= trial 1's 1000
     reason = decide(0.70, 4, 4000.0, EVIDENCE, ("bops",), 0.55)
-    assert reason == "epoch 4: best val AUC 0.700 + margin 0.060 cannot reach 0.800 of trial 1 at bops <= 2e+03"
+    assert reason == "epoch 4: best validation AUC 0.700 + margin 0.060 cannot reach trial 1's validation AUC 0.800 at bops <= 2e+03"
 
 
 @pytest.mark.parametrize("best,epoch,nominal,why", [
@@ -83,13 +86,13 @@ def test_a_trial_that_can_still_reach_the_front_goes_on(best, epoch, nominal, wh
 def test_the_costlier_member_counts_when_the_bound_reaches_it():
     # bound 12000 >= 5000: trial 2 (0.90) is the member cited, the best one that is beaten
     reason = decide(0.80, 4, 24000.0, EVIDENCE, ("bops",), 0.55)
-    assert "cannot reach 0.900 of trial 2" in reason
+    assert "cannot reach trial 2's validation AUC 0.900" in reason
 
 
 def test_below_min_auc_is_hopeless_even_without_a_cost_bound():
     no_ratio = Evidence(front=FRONT, curves=tuple(CURVES), ratios={})
     assert decide(0.45, 6, 4000.0, no_ratio, ("bops",), 0.55) == \
-        "epoch 6: best val AUC 0.450 + margin 0.010 stays below min_auc 0.55"
+        "epoch 6: best validation AUC 0.450 + margin 0.010 stays below min_auc 0.55"
     assert decide(0.70, 4, 4000.0, no_ratio, ("bops",), 0.55) is None  # no ratio: no front decision
 
 
@@ -136,10 +139,10 @@ def test_the_stopper_reads_the_storage_at_most_every_two_seconds_and_at_each_tri
     assert stopper.check(curve, 4000.0) is None  # not re-read yet
     now[0] = 2.0
     # re-read: four curves, all ended by epoch 4 (margin 0.01); bound 4000 reaches trials 0-2, best is 1
-    assert "cannot reach 0.850 of trial 1" in stopper.check(curve, 4000.0)
+    assert "cannot reach trial 1's validation AUC 0.850" in stopper.check(curve, 4000.0)
     _add(study, [(0.95, 900.0)])
     stopper.start_trial(study)  # a new trial reads afresh
-    assert "of trial 4" in stopper.check(curve, 4000.0)
+    assert "trial 4's validation AUC" in stopper.check(curve, 4000.0)
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -194,10 +197,17 @@ def test_a_hopeless_trial_is_pruned_soon_after_warm_up_and_a_front_trial_is_not(
     assert 3 <= stopped.user_attrs["epochs"] <= 2 + 3  # within a few epochs after the 2 of warm-up
     assert len(stopped.user_attrs["intermediate_val_auc"]) == stopped.user_attrs["epochs"]
     assert stopped.user_attrs["seconds"] > 0 and stopped.user_attrs["kind"] == "search"
+    # a stopped trial's compute in FLOPs too: its epochs of 16-32-32-5 (BatchNorm affine), each training the
+    # training rows and evaluating the validation rows twice (loss, and the AUC early stopping reads)
+    data = load_data(study.data)
+    rows = len(data.y_train) - 1 if len(data.y_train) % 128 == 1 else len(data.y_train)
+    f = forward_flops((16, 32, 32, 5), "affine")
+    assert stopped.user_attrs["flops"] == stopped.user_attrs["epochs"] * (3 * f * rows + 2 * f * len(data.y_val))
+    assert stopped.user_attrs["cpu_seconds"] > 0
     assert stopped.user_attrs["nominal_bops"] == pytest.approx(
         nominal_bops(ModelSpec(n_inputs=16, hidden=(32, 32), n_classes=5, weight_bits=32), 0.0))
     reason = stopped.user_attrs["stop_reason"]
-    assert reason.startswith(f"epoch {stopped.user_attrs['epochs']}: best val AUC ") and "cannot reach" in reason
+    assert reason.startswith(f"epoch {stopped.user_attrs['epochs']}: best validation AUC ") and "cannot reach" in reason
     assert stopped.values is None and stopped.number not in {t.number for t in ostudy.best_trials}
     assert f"trial   4  PRUNED at {reason}" in lines
     cheapest = trials[5]
@@ -220,7 +230,7 @@ def test_a_study_stored_before_the_early_stop_keys_resumes_with_them(tmp_path):
     url = f"sqlite:///{tmp_path}/old.db"
     old = parse_study(FILE.replace("early_stop_warmup = 2", "").format(n_trials=2, extra=""), "es.toml")
     run_search(old, storage=url, progress=False, log=quiet)
-    stored = optuna.load_study(study_name="es-search", storage=url).user_attrs["qapbo_config"]
+    stored = stored_config(optuna.load_study(study_name="es-search", storage=url))
     assert not any(k.startswith("early_stop") for k in stored["search"])  # as before the keys existed
     new = parse_study(FILE.format(n_trials=3, extra="early_stop = false\nearly_stop_startup_trials = 6"), "es.toml")
     (ostudy,) = run_search(new, storage=url, progress=False, log=quiet)

@@ -55,7 +55,7 @@ def url(tmp_path_factory):
     s.add_trial(optuna.trial.create_trial(
         state=TrialState.PRUNED, params={"x": 0.1}, distributions=X,
         user_attrs={"epochs": 3, "seconds": 2.0, "kind": "search", "intermediate_val_auc": [0.5, 0.52, 0.51],
-                    "stop_reason": "epoch 3: best val AUC 0.52 + margin 0.04 cannot reach 0.80 of trial 0"}))
+                    "stop_reason": "epoch 3: best validation AUC 0.52 + margin 0.04 cannot reach trial 0's validation AUC 0.80"}))
     s.add_trial(_done(0.90, 1e4, 10, 6.0))
     s.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"epochs": 50, "seconds": 100.0}))
     s.add_trial(_done(0.52, 1e2, 10, 4.0))
@@ -115,21 +115,28 @@ def test_equal_compute_pairs_by_hand(results):
     assert (p["cheaper_in_epochs"], p["budget_epochs"]) == ("s-qap", 14)
     assert (p["hv_a_at_seconds"], p["hv_b_at_seconds"]) == pytest.approx((0.9, 0.98))
     assert (p["hv_a_at_epochs"], p["hv_b_at_epochs"]) == pytest.approx((0.9, 0.98))
-    p = pairs["s-search", "s-refine"]
-    assert (p["cheaper"], p["budget_seconds"], p["budget_epochs"]) == ("s-search", 17.0, 33)
-    assert (p["hv_a_at_seconds"], p["hv_b_at_seconds"]) == pytest.approx((1.1, 0.8))
-    assert (p["hv_a_at_epochs"], p["hv_b_at_epochs"]) == pytest.approx((1.1, 0.8))
+    # the refined study contains its search: that pair would compare the pipeline with its own first half
+    assert ("s-search", "s-refine") not in pairs and len(pairs) == 2
     p = pairs["s-qap", "s-refine"]
     assert (p["cheaper"], p["budget_seconds"], p["hv_a_at_seconds"], p["hv_b_at_seconds"]) == ("s-qap", 11.0, 0.98, 0.0)
+    assert p["b_starts_at"] == {"seconds": 17.0, "epochs": 33, "flops": None}  # stored without FLOPs
+    assert p["budget_flops"] is None
     rows = {r["study"]: r for r in cmp.rows}
     assert (rows["s-search"]["trials"], rows["s-search"]["stopped_early"], rows["s-search"]["infeasible"]) == (3, 1, 1)
+    assert rows["s-search"]["trained"] == 4  # 3 with a point and 1 stopped early
     assert (rows["s-refine"]["epochs"], rows["s-refine"]["own_epochs"]) == (38, 5)
     assert rows["s-refine"]["own_seconds"] == pytest.approx(4.0)
     md = cmp.to_markdown()
-    assert "| s-search | search | 3 | 1 | 2 | 1 |" in md
-    assert "| 38 (5) | 21 (4) |" in md and "refines gone-search, which this storage does not hold" in md
-    assert "| s-search | s-qap | 11 | 0.9000 | 0.9800 | 14 | 0.9000 | 0.9800 |" in md
-    assert "At the 11 s s-qap spent, s-search had reached hypervolume 0.9000 against s-qap's 0.9800." in md
+    assert "| s-search | search | 4 | 2 |" in md  # trained, front
+    assert "| s-search | search | 4 | 1 | 2 | 1 |" in cmp.to_markdown(wide=True)  # ... stopped early, below min AUC
+    assert "| 38 (5) | — | 21 (4) |" in md and "refines gone-search, which this storage does not hold" in md
+    assert "| s-search | s-qap | 11 s (wall) | 0.9000 | 0.9800 | 14 | 0.9000 | 0.9800 |" in md
+    assert "At the 11 s (wall) s-qap spent, s-search had reached hypervolume 0.9000 against s-qap's 0.9800." in md
+    # not "hypervolume 0.0000": the refined study had not begun at the 11 s QAP spent
+    assert "| s-qap | s-refine | 11 s (wall) | 0.9800 | n/a | 14 | 0.9800 | n/a |" in md
+    assert ("At the 11 s (wall) s-qap spent (hypervolume 0.9800), s-refine had not begun: it starts after its "
+            "searches' 17 s.") in md
+    assert "0.0000" not in md
 
 
 def test_compare_json_through_the_cli(url, tmp_path, capsys):
@@ -137,10 +144,10 @@ def test_compare_json_through_the_cli(url, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [r["study"] for r in out["studies"]] == ["s-search", "s-qap", "s-refine"]
     assert [(p["a"], p["b"], p["cheaper"]) for p in out["equal_compute"]] == [
-        ("s-search", "s-qap", "s-qap"), ("s-search", "s-refine", "s-search"), ("s-qap", "s-refine", "s-qap")]
+        ("s-search", "s-qap", "s-qap"), ("s-qap", "s-refine", "s-qap")]
     p = out["equal_compute"][1]
-    assert p["budget_seconds"] == 17.0 and p["hv_a_at_seconds"] == pytest.approx(1.1)
-    assert p["hv_b_at_seconds"] == pytest.approx(0.8) and p["budget_epochs"] == 33
+    assert p["budget_seconds"] == 11.0 and p["hv_a_at_seconds"] == pytest.approx(0.98)
+    assert p["hv_b_at_seconds"] == 0.0 and p["b_starts_at"]["seconds"] == 17.0
     assert out["studies"][2]["missing_sources"] == ["gone-search"]
     assert (tmp_path / "figs" / "hypervolume.png").stat().st_size > 10_000
 
@@ -190,3 +197,27 @@ def test_a_chain_of_refines_counts_every_source_once(tmp_path):
     assert (r["a-refine2"].source_epochs, r["a-refine2"].source_seconds) == (14, 7.0)
     assert (r["a-refine2"].epochs, r["a-refine2"].seconds, r["a-refine2"].missing_sources) == (15, 7.5, [])
     assert (r["a-refine"].epochs, r["a-search"].epochs) == (14, 10)
+
+
+def test_equal_compute_is_in_flops_when_every_trial_recorded_them():
+    from qapbo.compare.report import compare, equal_compute_markdown
+    from qapbo.compare.results import StudyResult
+
+    def t(auc, cost, number, flops, seconds):
+        tr = optuna.trial.create_trial(values=[auc, cost], user_attrs={"epochs": 1, "seconds": seconds, "flops": flops,
+                                                                      "cpu_seconds": seconds / 2})
+        tr.number = number
+        return tr
+
+    # wall seconds say the search is the cheaper one (a loaded machine); FLOPs say QAP is
+    search = StudyResult("s", "search", [t(0.80, 1e3, 0, 4e9, 1.0), t(0.90, 1e4, 1, 4e9, 1.0)], synthetic=False)
+    qap = StudyResult("q", "qap", [t(0.85, 1e4, 0, 1e9, 5.0), t(0.88, 1e5, 1, 2e9, 5.0)], synthetic=False)
+    assert (search.flops, qap.flops, qap.cpu_seconds) == (8e9, 3e9, 5.0)
+    (p,) = compare([search, qap], ref=(0.5, 1e6)).equal_compute
+    assert (p["cheaper"], p["budget_seconds"]) == ("s", 2.0)
+    assert (p["cheaper_in_flops"], p["budget_flops"]) == ("q", 3e9)
+    # by 3e9 FLOPs the search had finished nothing (its first trial took 4e9): hypervolume 0
+    assert p["hv_a_at_flops"] == 0.0 and p["hv_b_at_flops"] == pytest.approx(0.35 * 2 + 0.03 * 1)
+    md = equal_compute_markdown([p])
+    assert "| s | q | 3e+09 FLOPs | 0.0000 | 0.7300 |" in md
+    assert "At the 3e+09 FLOPs q spent, s had reached hypervolume 0.0000 against q's 0.7300." in md

@@ -13,9 +13,10 @@ from optuna.trial import TrialState
 
 from qapbo.cost.bops import model_bops
 from qapbo.errors import StudyFileError
+from qapbo.records import constraint_values
 from qapbo.study.file import load_study_file, parse_study
 from qapbo.study.search import pruning_schedule, run_search
-from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint
+from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint, stored_study_text
 
 QAPBO = shutil.which("qapbo") or f"{sys.executable} -m qapbo.cli"
 
@@ -71,7 +72,7 @@ def test_six_trials_complete_with_checkpoints_that_reproduce_bops(tmp_path):
         if t.params["sparsity"] == 0.5:
             assert abs(t.user_attrs["sparsity"] - 0.5) < 0.01
     # the study file and its hash travel with the study
-    assert ostudy.user_attrs["qapbo_study_file"] == study.text
+    assert stored_study_text(ostudy) == study.text
     # resuming a finished study runs nothing more
     run_search(study, storage=url, progress=False, log=quiet)
     assert len(optuna.load_study(study_name="s-search", storage=url).trials) == 6
@@ -141,6 +142,70 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
     assert retried and retried[0].state == TrialState.COMPLETE  # its parameters ran again
 
 
+def test_ctrl_c_mid_trial_then_resume_runs_its_parameters_again(tmp_path):
+    path = write(tmp_path, epochs=30, n_trials=3)
+    db = tmp_path / "i.db"
+    cmd = QAPBO.split() + ["search", str(path), "--storage", f"sqlite:///{db}", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (count_trials(db, "COMPLETE") >= 1 and count_trials(db, "RUNNING") == 1) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # well inside the next trial's training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted; rerun the same command to resume" in err, err
+    url = f"sqlite:///{db}"
+    (stopped,) = optuna.load_study(study_name="s-search", storage=url).get_trials(states=(TrialState.FAIL,))
+    assert stopped.user_attrs["interrupted"] is True and "interrupted (Ctrl-C)" in stopped.user_attrs["fail_reason"]
+    assert count_trials(db, "RUNNING") == 0  # Optuna stored it FAIL at once: nothing waits for a heartbeat
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (f"1 interrupted trial(s) (trial {stopped.number}) queued to run again with the same parameters"
+            in done.stderr), done.stderr
+    trials = optuna.load_study(study_name="s-search", storage=url).trials
+    states = [t.state for t in trials]
+    assert states.count(TrialState.COMPLETE) == 3 and states.count(TrialState.FAIL) == 1
+    assert states.count(TrialState.RUNNING) == 0 and states.count(TrialState.WAITING) == 0
+    (retried,) = [t for t in trials if t.system_attrs.get("failed_trial") == stopped.number]
+    assert retried.params == stopped.params and retried.state == TrialState.COMPLETE
+    assert "interrupted" not in retried.user_attrs and "fail_reason" not in retried.user_attrs
+    # a third run has nothing left to queue
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "queued to run again" not in again.stderr
+    assert len(optuna.load_study(study_name="s-search", storage=url).trials) == 4
+
+
+def test_an_interrupted_trial_is_queued_once_and_within_max_retry(tmp_path, monkeypatch):
+    from qapbo.study.search import Objective, prepare_search
+
+    path = write(tmp_path, epochs=1, n_trials=2)
+    path.write_text(path.read_text().replace("grace_period = 2", "grace_period = 2\nmax_retry = 1"))
+    study = load_study_file(path)
+    url = f"sqlite:///{tmp_path}/q.db"
+    fit = Objective._fit
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Objective, "_fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(study, storage=url, progress=False, log=quiet)
+    # prepared twice (a parent and its worker): queued once
+    for _ in range(2):
+        prepare_search(study, storage=url, say=quiet)
+    (ostudy,) = prepare_search(study, storage=url, say=quiet).studies
+    assert [t.state for t in ostudy.trials] == [TrialState.FAIL, TrialState.WAITING]
+    # interrupted again: its retry is queued once more (max_retry = 1 allows one retry of trial 0, not two)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(study, storage=url, progress=False, log=quiet)
+    (ostudy,) = prepare_search(study, storage=url, say=quiet).studies
+    assert [t.state for t in ostudy.trials] == [TrialState.FAIL, TrialState.FAIL]
+    monkeypatch.setattr(Objective, "_fit", fit)
+    (ostudy,) = run_search(study, storage=url, progress=False, log=quiet)
+    assert [t.state for t in ostudy.trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE,
+                                                TrialState.COMPLETE]
+
+
 def test_pruning_schedule_inside_a_trial():
     assert pruning_schedule(0.0) == (0.0,)
     assert pruning_schedule(0.5) == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
@@ -193,8 +258,10 @@ def test_constraints_are_stored_for_the_sampler(tmp_path):
     for t in ostudy.trials:
         auc, bops = t.values
         assert t.user_attrs["constraints"] == pytest.approx([0.99 - auc, bops - 1e9])
-        assert t.constraints == pytest.approx({"auc >= 0.99": 0.99 - auc, "bops <= 1e+09": bops - 1e9,
-                                               "min_auc": 0.55 - auc})  # the study's minimum useful AUC
+        assert constraint_values(t) == pytest.approx({"auc >= 0.99": 0.99 - auc, "bops <= 1e+09": bops - 1e9,
+                                                      "min_auc": 0.55 - auc})  # the study's minimum useful AUC
+        # in Optuna's list form, which its samplers and optuna-dashboard read, each once
+        assert list(t.constraints.values()) == pytest.approx([0.99 - auc, bops - 1e9, 0.55 - auc])
     assert ostudy.best_trials == []  # AUC 0.99 is out of reach: no feasible trial, no front
 
 
@@ -219,3 +286,14 @@ def test_a_pruned_trial_counts_the_training_of_every_level(tmp_path):
     assert t.user_attrs["pruning_levels"] == 6  # 0, 10, 20, 30, 40, 50 %
     assert t.user_attrs["epochs"] == 6 * 2  # every level trained its 2 epochs
     assert len(t.user_attrs["intermediate_val_auc"]) == 12
+    # FLOPs of all 12 epochs: each trains the training rows and evaluates the validation rows twice (loss, AUC)
+    from qapbo.cost.flops import forward_flops
+    from qapbo.data.split import load_data
+
+    data = load_data(parse_study(text, "pl.toml").data)
+    n_train, n_val = len(data.y_train), len(data.y_val)
+    rows = n_train - 1 if n_train % 128 == 1 else n_train
+    f = forward_flops((16, t.params["width_1"], 5), "affine")
+    assert t.user_attrs["flops"] == 12 * (3 * f * rows + 2 * f * n_val)
+    assert t.user_attrs["flops_definition"] == "qapbo-train-flops-v1"
+    assert 0 < t.user_attrs["cpu_seconds"]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qapbo.errors import QapboError, StudyFileError
-from qapbo.records import DEFAULT_MIN_AUC
+from qapbo.records import DEFAULT_MIN_AUC, constraint_values
 from qapbo.study.file import SECTIONS, load_study_file, parse_study
 
 QAP = '\nname = "m"\n[qap]\nhidden = [8]\nprecisions = [6]\nmodes = ["ft"]\nschedule = [0.0, 0.5]\n'
@@ -48,12 +48,12 @@ def test_qap_levels_below_min_auc_are_stored_infeasible(tmp_path):
     ostudy = run_qap(load_study_file(path), storage=url, progress="none")
     assert len(ostudy.trials) == 2
     for t in ostudy.trials:
-        assert t.constraints == pytest.approx({"min_auc": 0.999 - t.values[0]}) and t.values[0] < 0.999
+        assert constraint_values(t) == pytest.approx({"min_auc": 0.999 - t.values[0]}) and t.values[0] < 0.999
     assert ostudy.best_trials == []  # Optuna itself keeps them off the front
     (r,) = load_results(url)
     cmp = compare([r])
     assert cmp.rows[0]["front_size"] == 0 and cmp.rows[0]["infeasible"] == 2 and cmp.rows[0]["hypervolume"] == 0
-    assert "| m-qap | qap | 2 | 0 | 0 | 2 |" in cmp.to_markdown()  # trials, stopped early, front, below min AUC
+    assert "| m-qap | qap | 2 | 0 | 0 | 2 |" in cmp.to_markdown(wide=True)  # trained, stopped early, front, below
 
 
 # --------------------------------------------------------------------------- property-based
@@ -116,16 +116,21 @@ def test_random_study_files_parse_or_fail_with_one_line(tmp_path, text):
 
 
 def test_a_study_stored_before_min_auc_resumes_under_the_default(tmp_path):
-    from qapbo.study.storage import ATTR_CONFIG, open_storage, open_study
+    import optuna
+
+    from qapbo.records import ATTR_CONFIG, ATTR_FILE, ATTR_KIND
+    from qapbo.study.storage import open_storage, open_study
 
     study = parse_study(QAP)
     rdb = open_storage(f"sqlite:///{tmp_path}/old.db")
     sections = ("data", "train", "qap")
-    created = open_study(rdb, study, "qap", sections, ("maximize", "minimize"), "m-qap")
-    old = json.loads(json.dumps(created.user_attrs[ATTR_CONFIG]))
-    del old["qap"]["min_auc"]  # what qapbo stored before it had min_auc
+    # what qapbo stored before it had min_auc (and while it kept the study file in user attributes)
+    created = optuna.create_study(study_name="m-qap", storage=rdb, directions=["maximize", "minimize"])
+    old = json.loads(json.dumps(study.section(*sections)))
+    del old["qap"]["min_auc"]
+    created.set_user_attr(ATTR_KIND, "qap")
+    created.set_user_attr(ATTR_FILE, study.text)
     created.set_user_attr(ATTR_CONFIG, old)
-    created.set_user_attr("qapbo_min_auc", None)
     again = open_study(rdb, study, "qap", sections, ("maximize", "minimize"), "m-qap")
     assert again.user_attrs["qapbo_min_auc"] == DEFAULT_MIN_AUC
     with pytest.raises(StudyFileError, match="qap.min_auc: 0.55 -> 0.7"):

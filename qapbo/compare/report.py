@@ -26,6 +26,9 @@ from qapbo.compare.results import StudyResult, _as_point, load_results
 from qapbo.errors import NoResultsError
 from qapbo.records import cost_of
 
+#: A study whose every network reaches this AUC cannot tell methods apart (e.g. a small, easy table).
+SATURATED_AUC = 0.999
+
 
 @dataclass
 class Comparison:
@@ -40,6 +43,12 @@ class Comparison:
     equal_compute: list[dict[str, Any]] = field(default_factory=list)  # see :func:`equal_compute`
     cost: str = "bops"  # the cost on the fronts' second axis (a qapbo.cost.measure name)
     agreement: dict[str, Any] | None = None  # cost_agreement() over the stored trials, when asked
+    #: per method with replicates: its replicates' hypervolumes, median and bootstrap interval; per pair the
+    #: rank statistics (:func:`replicate_summary`); empty when no method has more than one replicate
+    replicated: list[dict[str, Any]] = field(default_factory=list)
+    replicate_pairs: list[dict[str, Any]] = field(default_factory=list)
+    targets_given: bool = False  # the AUC targets and budgets came from the caller, not the defaults
+    budgets_given: bool = False
 
     @property
     def label(self) -> str:
@@ -64,12 +73,61 @@ class Comparison:
                 "hypervolume_space": f"(AUC, log10 {self.label})", "synthetic_data": self.synthetic,
                 "missing_cost": {r.name: r.missing_cost for r in self.results if r.missing_cost},
                 "cost_agreement": self.agreement,
-                "data": self.data_notes,
+                "data": self.data_notes, "saturated": self.saturated,
                 "auc_targets": self.auc_targets, "budgets": self.budgets,
-                "studies": self.rows, "coverage": self.coverage, "equal_compute": self.equal_compute}
+                "studies": self.rows, "coverage": self.coverage, "equal_compute": self.equal_compute,
+                "replicates": self.replicated, "replicate_pairs": self.replicate_pairs}
 
-    def to_markdown(self) -> str:
+    @property
+    def saturated(self) -> list[str]:
+        """Studies whose every network scored AUC >= :data:`SATURATED_AUC`: on such data no comparison
+        of methods can tell them apart."""
+        return [r.name for r in self.results if r.trials and all(t.values[0] >= SATURATED_AUC for t in r.trials)]
+
+    def shown_targets(self, wide: bool = False) -> list[float]:
+        """The AUC targets the table shows: all when asked for (or ``wide``), else the middle default."""
+        if wide or self.targets_given or len(self.auc_targets) < 2:
+            return list(self.auc_targets)
+        return [self.auc_targets[len(self.auc_targets) // 2]]
+
+    def shown_budgets(self, wide: bool = False) -> list[float]:
+        if wide or self.budgets_given or len(self.budgets) < 2:
+            return list(self.budgets)
+        return [self.budgets[len(self.budgets) // 2]]
+
+    def legend(self, wide: bool = False) -> str:
+        """What every column of the table means, printed under it."""
+        lb = self.label
+        given = "as --auc-targets gave them" if self.targets_given else (
+            "just below the best AUC of all fronts together (best - 0.02, - 0.01, - 0.005"
+            + ("" if wide else "; the middle one shown, all with --wide") + "; --auc-targets to choose)")
+        budgets = "as --budgets gave them" if self.budgets_given else (
+            "powers of ten across the fronts" + ("" if wide else " (the middle one shown, all with --wide)")
+            + "; --budgets to choose")
+        parts = [
+            "AUC is the macro one-vs-rest AUC on the test rows (the mean of the per-class AUCs).",
+            "trained: networks that trained (search trials, QAP or refine levels, HGQ2 checkpoints), stopped-early "
+            "trials included.",
+            f"front: networks on the study's (AUC, {lb}) Pareto front; networks below the study's min_auc are "
+            "infeasible and on no front" + (" (below min AUC)" if wide else "") + ".",
+            f"hypervolume: of the front in (AUC, log10 {lb}) from the reference point above.",
+            f"min {lb} @ AUC>=t: the least {lb} on the front reaching AUC t; targets {given}.",
+            f"best AUC @ {lb}<=b: the best AUC on the front within {lb} b; budgets {budgets}.",
+            "epochs, train FLOPs, train s: all training, stopped-early trials included; a refined study's also "
+            "counts the searches it started from (its own share in brackets). FLOPs count the arithmetic of "
+            "training by qapbo's rule (qapbo-train-flops-v1, qapbo/cost/flops.py): the same on any machine and "
+            "load, unlike wall seconds; — where trials stored before qapbo counted them have none.",
+        ]
+        if wide:
+            parts.insert(2, "stopped early: trials early stopping ended (their time counts, they have no point).")
+        return "Columns: " + " ".join(parts) + "\n"
+
+    def to_markdown(self, wide: bool = False) -> str:
+        """The comparison as Markdown; ``wide`` adds every target and budget and the counts behind the front."""
         lines = []
+        if self.saturated:
+            lines.append(f"**Warning: every network of {', '.join(self.saturated)} scored AUC >= {SATURATED_AUC}: "
+                         "this data is too easy to separate the methods; compare them on harder data.**\n")
         if self.synthetic:
             lines.append("**Data: SYNTHETIC jets (synthetic-jets), not real LHC data.**\n")
         elif self.data_notes:
@@ -85,13 +143,16 @@ class Comparison:
             if r.missing_sources:
                 lines.append(f"{r.name}: refines {', '.join(r.missing_sources)}, which this storage does not "
                              "hold; its compute counts only the searches that are here.\n")
-        lines.append("Compute (epochs, train s) counts every trial that trained, those stopped early included "
-                     "(they are on no front); a refined study's also counts the searches it started from "
-                     "(own share in brackets): the pipeline search -> refine spent both.\n")
-        head = ["study", "kind", "trials", "stopped early", "front", "below min AUC", "hypervolume"]
-        head += [f"min {lb} @ AUC>={t:g}" for t in self.auc_targets]
-        head += [f"best AUC @ {lb}<={b:.0e}" for b in self.budgets]
-        head += ["epochs", "train s"]
+        if self.replicated:
+            lines.append(replicates_markdown(self.replicated, self.replicate_pairs, self.label))
+        targets, budgets = self.shown_targets(wide), self.shown_budgets(wide)
+        head = ["study", "kind", "trained", "front", "hypervolume"]
+        if wide:
+            head[3:3] = ["stopped early"]
+            head[5:5] = ["below min AUC"]
+        head += [f"min {lb} @ AUC>={t:g}" for t in targets]
+        head += [f"best AUC @ {lb}<={b:.0e}" for b in budgets]
+        head += ["epochs", "train FLOPs", "train s"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for r in self.rows:
@@ -99,15 +160,18 @@ class Comparison:
             if r.get("hypervolume_seeds", 1) > 1:
                 hv = (f"{r['hypervolume_mean']:.4f} ± {r['hypervolume_std']:.4f} "
                       f"({r['hypervolume_seeds']} seeds/folds)")
-            cells = [r["study"], r["kind"], str(r["trials"]), str(r["stopped_early"]), str(r["front_size"]),
-                     str(r["infeasible"]), hv]
-            cells += [_fmt_bops(r["min_cost_at_auc"][str(t)]) for t in self.auc_targets]
-            cells += [_fmt_auc(r["best_auc_within_budget"][str(b)]) for b in self.budgets]
-            cells += [f"{r['epochs']:,}", f"{r['seconds']:,.0f}"]
+            cells = [r["study"], r["kind"], str(r["trained"]), str(r["front_size"]), hv]
+            if wide:
+                cells[3:3] = [str(r["stopped_early"])]
+                cells[5:5] = [str(r["infeasible"])]
+            cells += [_fmt_bops(r["min_cost_at_auc"][str(t)]) for t in targets]
+            cells += [_fmt_auc(r["best_auc_within_budget"][str(b)]) for b in budgets]
+            cells += [f"{r['epochs']:,}", _fmt_flops(r["flops"]), f"{r['seconds']:,.0f}"]
             if r["refine_of"]:
-                cells[-2:] = [f"{r['epochs']:,} ({r['own_epochs']:,})",
-                              f"{r['seconds']:,.0f} ({r['own_seconds']:,.0f})"]
+                cells[-3] = f"{r['epochs']:,} ({r['own_epochs']:,})"
+                cells[-1] = f"{r['seconds']:,.0f} ({r['own_seconds']:,.0f})"
             lines.append("| " + " | ".join(cells) + " |")
+        lines.append("\n" + self.legend(wide))
         if self.coverage:
             lines.append("\nCoverage C(A, B): share of B's front covered (weakly dominated) by A's front.\n")
             lines.append("| A | B | C(A, B) | C(B, A) |")
@@ -127,6 +191,10 @@ def _fmt_bops(v: float | None) -> str:
 
 def _fmt_seconds(v: float) -> str:
     return f"{v:,.0f}" if v >= 10 else f"{v:.3g}"  # short test runs take well under 10 s
+
+
+def _fmt_flops(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3g}"
 
 
 def _fmt_auc(v: float | None) -> str:
@@ -159,19 +227,23 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
                              "or `qapbo run` first, or check --storage and --studies")
     ref = ref or reference_point(results)
     t_def, b_def = default_targets(results)
+    targets_given, budgets_given = bool(auc_targets), bool(budgets)
     targets = list(auc_targets) if auc_targets else t_def
     budgets = list(budgets) if budgets else b_def
-    cmp = Comparison(results=list(results), ref=ref, auc_targets=targets, budgets=budgets, cost=cost)
+    cmp = Comparison(results=list(results), ref=ref, auc_targets=targets, budgets=budgets, cost=cost,
+                     targets_given=targets_given, budgets_given=budgets_given)
     for r in results:
         front = values(r.front)
         row: dict[str, Any] = {
             "study": r.name, "kind": r.kind, "trials": len(r.trials), "front_size": len(front),
+            "trained": r.trained,
             "infeasible": len(r.infeasible),
             "hypervolume": hypervolume(front, ref),
             "min_cost_at_auc": {str(t): min_cost_at_auc(front, t) for t in targets},
             "best_auc_within_budget": {str(b): best_auc_within(front, b) for b in budgets},
             "stopped_early": len(r.pruned),
             "epochs": r.epochs, "seconds": r.seconds,  # totals: stopped-early trials and refined sources in
+            "flops": r.flops, "cpu_seconds": r.cpu_seconds,
             "own_epochs": r.epochs - r.source_epochs, "own_seconds": r.seconds - r.source_seconds,
             "refine_of": r.refine_of, "missing_sources": r.missing_sources,
             "front": [{"number": t.number, "auc": t.values[0], cost: t.values[1], "params": t.params}
@@ -188,7 +260,62 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
             fa, fb = values(a.front), values(b.front)
             cmp.coverage.append({"a": a.name, "b": b.name, "c_ab": coverage(fa, fb), "c_ba": coverage(fb, fa)})
     cmp.equal_compute = equal_compute(results, ref)
+    cmp.replicated, cmp.replicate_pairs = replicate_summary(results, ref)
     return cmp
+
+
+def methods(results: Sequence[StudyResult]) -> dict[str, list[StudyResult]]:
+    """Results grouped by method (:attr:`StudyResult.method`), replicates in order."""
+    out: dict[str, list[StudyResult]] = {}
+    for r in sorted(results, key=lambda r: r.replicate):
+        out.setdefault(r.method, []).append(r)
+    return out
+
+
+def replicate_summary(results: Sequence[StudyResult], ref: tuple[float, float]
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per method with more than one replicate, the median hypervolume and its 95 % bootstrap interval;
+    per pair of them, P(one's replicate beats the other's), the Mann-Whitney p-value and the verdict
+    (:mod:`qapbo.compare.stats`). Empty when nothing is replicated."""
+    from qapbo.compare.stats import compare_pair, median_interval, verdict_sentence
+
+    groups = {m: rs for m, rs in methods(results).items() if len(rs) > 1}
+    rows = []
+    for m, rs in groups.items():
+        hvs = [hypervolume(values(r.front), ref) for r in rs]
+        iv = median_interval(hvs)
+        rows.append({"method": m, "kind": rs[0].kind, "replicates": len(rs), "studies": [r.name for r in rs],
+                     "hypervolumes": hvs, "median": iv.median, "low": iv.low, "high": iv.high,
+                     "confidence": iv.confidence, "epochs_median": statistics.median(r.epochs for r in rs),
+                     "seconds_median": statistics.median(r.seconds for r in rs)})
+    pairs = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            v = compare_pair(a["hypervolumes"], b["hypervolumes"], names=(a["method"], b["method"]))
+            pairs.append({"a": a["method"], "b": b["method"], "superiority": v.superiority, "p_value": v.p_value,
+                          "distinguishable": v.distinguishable, "leader": v.leader,
+                          "sentence": verdict_sentence(v)})
+    return rows, pairs
+
+
+def replicates_markdown(rows: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]], label: str) -> str:
+    """The replicated comparison: each method's median hypervolume with its interval, then every pair's verdict."""
+    ci = f"{rows[0]['confidence']:.0%}".replace("%", " %")
+    lines = [f"Replicates: every method run with other training and sampler seeds on the same data split; "
+             f"hypervolume in (AUC, log10 {label}) per replicate, its median with a {ci} percentile-bootstrap "
+             "interval.\n",
+             f"| method | kind | replicates | median hypervolume [{ci} interval] | hypervolumes | median epochs |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['kind']} | {r['replicates']} | {r['median']:.3f} [{r['low']:.3f}, "
+                     f"{r['high']:.3f}] | {', '.join(f'{h:.3f}' for h in r['hypervolumes'])} | "
+                     f"{r['epochs_median']:,.0f} |")
+    lines.append("")
+    lines += [f"- {p['sentence']}." for p in pairs]
+    lines.append("\nA method leads only when the two-sided Mann-Whitney p-value is below 0.05 (P(A > B): the "
+                 "probability that a replicate of A beats one of B, ties half); otherwise they are not "
+                 "distinguishable. The single-study rows below are each one replicate.\n")
+    return "\n".join(lines)
 
 
 def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None = None) -> dict[str, Any]:
@@ -227,22 +354,48 @@ def cost_agreement(results: Sequence[StudyResult], costs: Sequence[str] | None =
 
 
 def equal_compute_markdown(pairs: Sequence[dict[str, Any]]) -> str:
-    """The equal-compute table and one plain sentence per pair: the comparison's headline numbers."""
-    lines = [("\nEqual compute: each pair at the training time (and, apart, the epochs) the cheaper study spent "
-              "in total; hypervolume of the front of the trials each had finished by then (a refined study has "
-              "nothing before its searches' total).\n"),
-             "| A | B | at train s | HV A | HV B | at epochs | HV A | HV B |", "|---|---|---|---|---|---|---|---|"]
+    """The equal-compute table and one plain sentence per pair: the comparison's headline numbers, in
+    training FLOPs where both studies recorded them (wall seconds depend on the machine's load), else
+    in wall seconds, and apart in epochs."""
+    lines = [("\nEqual compute: each pair at the training FLOPs (wall seconds where a study has no FLOPs) and, "
+              "apart, the epochs the cheaper study spent in total; hypervolume of the front of the trials each had "
+              "finished by then. n/a: a refined study has no front before its searches' total; a refined study "
+              "and the search it refines are not paired (it contains that search).\n"),
+             "| A | B | at compute | HV A | HV B | at epochs | HV A | HV B |", "|---|---|---|---|---|---|---|---|"]
+
+    def unit(p: dict[str, Any]) -> str:
+        return "flops" if p.get("budget_flops") is not None else "seconds"
+
+    def budget(p: dict[str, Any], u: str) -> float:
+        return p[f"budget_{u}"]
+
+    def text(p: dict[str, Any], u: str) -> str:
+        return f"{p['budget_flops']:.3g} FLOPs" if u == "flops" else f"{_fmt_seconds(p['budget_seconds'])} s (wall)"
+
+    def hv(p: dict[str, Any], side: str, u: str) -> str:
+        start = (p.get(f"{side}_starts_at") or {}).get(u) or 0
+        if start > budget(p, u):
+            return "n/a"
+        return f"{p[f'hv_{side}_at_{u}']:.4f}"
+
     for p in pairs:
-        lines.append(f"| {p['a']} | {p['b']} | {_fmt_seconds(p['budget_seconds'])} | {p['hv_a_at_seconds']:.4f} | "
-                     f"{p['hv_b_at_seconds']:.4f} | {p['budget_epochs']:,} | {p['hv_a_at_epochs']:.4f} | "
-                     f"{p['hv_b_at_epochs']:.4f} |")
+        u = unit(p)
+        lines.append(f"| {p['a']} | {p['b']} | {text(p, u)} | {hv(p, 'a', u)} | {hv(p, 'b', u)} | "
+                     f"{p['budget_epochs']:,} | {hv(p, 'a', 'epochs')} | {hv(p, 'b', 'epochs')} |")
     lines.append("")
     for p in pairs:
-        cheap = p["cheaper"]
-        other, hv_other, hv_cheap = ((p["b"], p["hv_b_at_seconds"], p["hv_a_at_seconds"]) if cheap == p["a"]
-                                     else (p["a"], p["hv_a_at_seconds"], p["hv_b_at_seconds"]))
-        lines.append(f"- At the {_fmt_seconds(p['budget_seconds'])} s {cheap} spent, {other} had reached hypervolume "
-                     f"{hv_other:.4f} against {cheap}'s {hv_cheap:.4f}.")
+        u = unit(p)
+        cheap = p["cheaper_in_flops"] if u == "flops" else p["cheaper"]
+        other, side, cside = (p["b"], "b", "a") if cheap == p["a"] else (p["a"], "a", "b")
+        reached, at = hv(p, side, u), text(p, u)
+        if reached == "n/a":
+            start = p[f"{side}_starts_at"][u]
+            since = f"{start:.3g} FLOPs" if u == "flops" else f"{_fmt_seconds(start)} s"
+            lines.append(f"- At the {at} {cheap} spent (hypervolume {hv(p, cside, u)}), {other} had not "
+                         f"begun: it starts after its searches' {since}.")
+        else:
+            lines.append(f"- At the {at} {cheap} spent, {other} had reached hypervolume {reached} against "
+                         f"{cheap}'s {hv(p, cside, u)}.")
     return "\n".join(lines)
 
 
@@ -253,8 +406,9 @@ def agreement_markdown(agreement: dict[str, Any]) -> str:
         rho = "—" if p["spearman"] is None or math.isnan(p["spearman"]) else f"{p['spearman']:.3f}"
         lines.append(f"| {p['a']} | {p['b']} | {p['trials']} | {rho} |")
     if agreement["fronts"]:
-        lines.append("\nAUC fronts under two costs: trials (numbers) on one front but not the other.\n")
-        lines.append("| study | A | B | on both | only under A | only under B |")
+        lines.append("\nAUC fronts under two costs: how many trials are on both fronts, and the numbers of the "
+                     "trials on one but not the other (the trial numbers `qapbo export --trial` takes).\n")
+        lines.append("| study | A | B | on both (count) | only under A (trial numbers) | only under B (trial numbers) |")
         lines.append("|---|---|---|---|---|---|")
         for f in agreement["fronts"]:
             lines.append(f"| {f['study']} | {f['a']} | {f['b']} | {f['both']} | "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,9 +23,12 @@ from qapbo.records import (
     ATTR_KIND,
     ATTR_MIN_AUC,
     ATTR_REFINE_OF,
+    ATTR_REPLICATE,
+    ATTR_RUN_TAIL,
     DEFAULT_MIN_AUC,
     FINISHED,
     MIN_AUC_CONSTRAINT,
+    constraint_values,
     cost_of,
     is_feasible,
     min_auc_violation,
@@ -38,7 +41,7 @@ class StudyResult:
     """One stored study: its points (COMPLETE trials), what else it trained, and what kind it is."""
 
     name: str
-    kind: str  # "search", "qap", "refine" or "other"
+    kind: str  # "search", "qap", "refine", "hgq" or "other"
     trials: list[FrozenTrial]
     synthetic: bool
     data_note: str = ""  # what the data was, as its trials recorded it (e.g. "no detector simulation")
@@ -50,7 +53,20 @@ class StudyResult:
     refine_of: list[str] = field(default_factory=list)
     source_epochs: int = 0
     source_seconds: float = 0.0
+    source_flops: float | None = 0.0  # None: some source trial has no FLOPs recorded
     missing_sources: list[str] = field(default_factory=list)  # named in refine_of, not in the storage
+    #: a replicated study file's replicate: the file's name and the index (0 keeps the file's own names)
+    replicate_of: str = ""
+    replicate: int = 0
+
+    @property
+    def method(self) -> str:
+        """What this study is a replicate of: its name without the replicate's ``-rK`` (e.g. ``v-r2-search``
+        -> ``v-search``); a study that is no replicate is its own method."""
+        tag = f"{self.replicate_of}-r{self.replicate}"
+        if self.replicate and self.name.startswith(tag):
+            return self.replicate_of + self.name[len(tag):]
+        return self.name
 
     @property
     def front(self) -> list[FrozenTrial]:
@@ -63,14 +79,20 @@ class StudyResult:
 
     @property
     def pruned(self) -> list[FrozenTrial]:
-        """Trials stopped early: their time counts, they have no point."""
-        return [t for t in self.compute_only if t.state == TrialState.PRUNED]
+        """Trials stopped early: their time counts, they have no point (an HGQ2 run's epochs after its
+        last checkpoint count too, but nothing stopped early)."""
+        return [t for t in self.compute_only if t.state == TrialState.PRUNED and not t.user_attrs.get(ATTR_RUN_TAIL)]
 
     @property
     def measured(self) -> list[FrozenTrial]:
         """Every COMPLETE trial, with or without the compared cost (each carries all the costs it has)."""
         return self.trials + [_with_min_auc(t, self.min_auc) for t in self.compute_only
                               if t.state == TrialState.COMPLETE]
+
+    @property
+    def trained(self) -> int:
+        """Networks that trained: those with a point, those without the compared cost, those stopped early."""
+        return len(self.trials) + self.missing_cost + len(self.pruned)
 
     @property
     def missing_cost(self) -> int:
@@ -80,12 +102,23 @@ class StudyResult:
     @property
     def epochs(self) -> int:
         """Epochs trained in total, a refine study's sources included."""
-        return _spent(self)[-1][1]
+        return _spent(self)[-1].epochs
 
     @property
     def seconds(self) -> float:
         """Training seconds in total, a refine study's sources included (summed as its history is)."""
-        return _spent(self)[-1][2]
+        return _spent(self)[-1].seconds
+
+    @property
+    def flops(self) -> float | None:
+        """Training FLOPs in total (:mod:`qapbo.cost.flops`), a refine study's sources included; None when
+        a trial that trained has none recorded (stored before qapbo counted them)."""
+        return _spent(self)[-1].flops
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        """Process CPU-seconds of training in total (own trials only), None when a trial lacks them."""
+        return _spent(self)[-1].cpu_seconds
 
     def by_replicate(self) -> dict[Any, list[FrozenTrial]]:
         """Trials grouped by (seed, cross-validation fold): the replicates behind mean and spread."""
@@ -95,23 +128,39 @@ class StudyResult:
         return out
 
 
-def _spent(r: StudyResult) -> list[tuple[FrozenTrial | None, int, float, bool]]:
-    """(trial, cumulative epochs, cumulative seconds, gives a point) after each finished trial, in
-    trial-number order, starting from ``(None, source epochs, source seconds, False)``: the one sum
-    behind a study's totals and its history, so a budget equal to a total is met exactly."""
-    out: list[tuple[FrozenTrial | None, int, float, bool]] = [(None, r.source_epochs, r.source_seconds, False)]
+class Spent(NamedTuple):
+    """A study's compute after one more finished trial, in trial-number order."""
+
+    trial: FrozenTrial | None  # None for the start (a refine study's sources' total)
+    epochs: int
+    seconds: float
+    flops: float | None  # None from the first trial without FLOPs on
+    cpu_seconds: float | None
+    point: bool  # False: the trial added compute but no point
+
+
+def _spent(r: StudyResult) -> list[Spent]:
+    """The compute after each finished trial, in trial-number order, starting from the sources' total:
+    the one sum behind a study's totals and its history, so a budget equal to a total is met exactly.
+    A trial that trained no epoch (a refine's re-measured member) adds no FLOPs even without a record."""
+    out = [Spent(None, r.source_epochs, r.source_seconds, r.source_flops, 0.0, False)]
     tagged = [(t, True) for t in r.trials] + [(t, False) for t in r.compute_only]
     for t, point in sorted(tagged, key=lambda x: x[0].number):
-        out.append((t, out[-1][1] + int(t.user_attrs.get("epochs", 0)),
-                    out[-1][2] + float(t.user_attrs.get("seconds", 0.0)), point))
+        a, last = t.user_attrs, out[-1]
+        epochs = int(a.get("epochs", 0))
+        flops = a.get("flops", 0.0 if epochs == 0 else None)
+        cpu = a.get("cpu_seconds", 0.0 if epochs == 0 else None)
+        out.append(Spent(t, last.epochs + epochs, last.seconds + float(a.get("seconds", 0.0)),
+                         None if last.flops is None or flops is None else last.flops + float(flops),
+                         None if last.cpu_seconds is None or cpu is None else last.cpu_seconds + float(cpu), point))
     return out
 
 
 def _source_compute(storage: optuna.storages.BaseStorage | str, study_attrs: dict[str, Any],
-                    all_names: Sequence[str], seen: set[str]) -> tuple[int, float, list[str]]:
-    """(epochs, seconds, names not in the storage) the sources of a refine study spent in total,
+                    all_names: Sequence[str], seen: set[str]) -> tuple[int, float, float | None, list[str]]:
+    """(epochs, seconds, FLOPs, names not in the storage) the sources of a refine study spent in total,
     their own sources included (a refine of a refine counts the whole chain; no study twice)."""
-    epochs, seconds, missing = 0, 0.0, []
+    epochs, seconds, flops, missing = 0, 0.0, 0.0, []
     for src in _refine_of(study_attrs):
         if src in seen:
             continue
@@ -122,9 +171,10 @@ def _source_compute(storage: optuna.storages.BaseStorage | str, study_attrs: dic
         s = optuna.load_study(study_name=src, storage=storage)
         own = StudyResult(src, s.user_attrs.get(ATTR_KIND, "other"), [], synthetic=False,
                           compute_only=s.get_trials(deepcopy=False, states=FINISHED))
-        e, sec, m = _source_compute(storage, s.user_attrs, all_names, seen)
+        e, sec, fl, m = _source_compute(storage, s.user_attrs, all_names, seen)
         epochs, seconds, missing = epochs + own.epochs + e, seconds + own.seconds + sec, missing + m
-    return epochs, seconds, missing
+        flops = None if flops is None or fl is None or own.flops is None else flops + own.flops + fl
+    return epochs, seconds, flops, missing
 
 
 def _refine_of(study_attrs: dict[str, Any]) -> list[str]:
@@ -164,13 +214,16 @@ def load_results(storage: optuna.storages.BaseStorage | str, names: Sequence[str
         no_point = [t for t in done if cost_of(t, cost) is None]
         no_point += s.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
         kind = s.user_attrs.get(ATTR_KIND, "other")
+        rep_attr = s.user_attrs.get(ATTR_REPLICATE) or {}
         sources = _refine_of(s.user_attrs)
-        src_epochs, src_seconds, src_missing = _source_compute(storage, s.user_attrs, all_names, {name})
+        src_epochs, src_seconds, src_flops, src_missing = _source_compute(storage, s.user_attrs, all_names, {name})
         common = dict(kind=kind, synthetic=any(t.user_attrs.get("synthetic", False) for t in trials),
                       data_note="; ".join(sorted({str(t.user_attrs["data_note"]) for t in trials
                                                   if "data_note" in t.user_attrs})),
                       min_auc=min_auc, refine_of=sources, source_epochs=src_epochs, source_seconds=src_seconds,
-                      missing_sources=src_missing)
+                      source_flops=src_flops,
+                      missing_sources=src_missing, replicate_of=str(rep_attr.get("of", "")),
+                      replicate=int(rep_attr.get("index", 0)))
         shares = sorted({t.params.get("randomized", 0.0) for t in trials})
         if len(shares) <= 1:
             out.append(StudyResult(name=name, trials=trials, compute_only=no_point, **common))
@@ -198,7 +251,7 @@ def _as_point(t: FrozenTrial, cost: str) -> FrozenTrial:
 
 def _with_min_auc(t: FrozenTrial, min_auc: float) -> FrozenTrial:
     """``t`` with a min-AUC constraint; trials stored before qapbo recorded one get the study's."""
-    if MIN_AUC_CONSTRAINT in t.constraints:
+    if MIN_AUC_CONSTRAINT in constraint_values(t):
         return t
     t = copy.copy(t)
     t.system_attrs = dict(t.system_attrs)

@@ -23,6 +23,11 @@ Conventions, so that every network gets a number (a cost never fails a trial):
 * BatchNorm without running statistics has no fixed-point form: its ``ebops``, ``luts`` and
   ``latency`` are missing (None), with the reason in ``cost_note``.
 
+A learned-precision net (:class:`qapbo.nn.learned.LearnedTagger`) is its own exact fixed-point
+network: :func:`measure_costs` costs it by :mod:`qapbo.cost.learned` (per-weight BOPs
+``hawks2021-perweight-v1`` and EBOPs from :mod:`qapbo.cost.perweight`, da4ml's logic of its
+per-feature input formats and per-weight dyadic constants), with the same names and definitions.
+
 Written by hand because no library turns a Brevitas network into da4ml's tracer; the adder
 logic and its cost are da4ml's own.
 """
@@ -37,9 +42,12 @@ from typing import Any
 import numpy as np
 
 from qapbo.cost.bops import model_bops
-from qapbo.cost.definitions import DEFINITIONS, HW_COSTS, HW_EXTRA
+from qapbo.cost.definitions import DEFINITIONS, HW_COSTS, HW_EXTRA, SOLVER_OPTIONS
 from qapbo.cost.fixedpoint import Fixed, FixedPointView, LayerView, Requantizer, fixed_point_view
+from qapbo.cost.learned import learned_costs
+from qapbo.cost.perweight import linear_ebops, weight_bits  # noqa: F401  (re-exported: qapbo's EBOPs helpers)
 from qapbo.errors import CostError, FixedPointError
+from qapbo.nn.learned import LearnedTagger
 from qapbo.nn.models import JetTagger
 from qapbo.nn.spec import FLOAT_BITS
 
@@ -48,9 +56,6 @@ INPUT_FORMAT = Fixed(6, 10)
 
 FLOAT_FORMAT = Fixed(6, 10)
 
-#: da4ml's solver options: one decomposition depth instead of a search over all (5x faster on
-#: 16-64-32-32-5, within ~2 % of the searched cost), so a trial's cost adds seconds at most.
-SOLVER_OPTIONS = {"search_all_decompose_dc": False}
 
 #: Relative precision (significant bits) of the folded float constants in the cost's fixed-point view.
 PRECISION = 12
@@ -89,21 +94,6 @@ def cost_view(model: JetTagger, config: CostConfig = CostConfig()) -> FixedPoint
     top = config.input_format.bounds[1]
     return fixed_point_view(model, (-top, top), config.precision, input_format=config.input_format,
                             float_format=config.float_format)
-
-
-def weight_bits(w_int: np.ndarray) -> np.ndarray:
-    """Bits each integer weight needs: its magnitude's bits plus a sign bit; 0 for a pruned weight."""
-    a = np.abs(np.asarray(w_int, np.int64))
-    mag = np.where(a > 0, np.floor(np.log2(np.maximum(a, 1))) + 1, 0)
-    return np.where(a > 0, mag + 1, 0).astype(np.int64)
-
-
-def linear_ebops(w_int: np.ndarray, input_bits: np.ndarray | int, bias_bits: np.ndarray | int = 0) -> int:
-    """EBOPs of one linear layer, weights ``(outputs, inputs)``: sum_ij in_bits_j * bits(w_ij) + sum_i bias_bits_i."""
-    w = np.asarray(w_int)
-    in_bits = np.broadcast_to(np.asarray(input_bits, np.int64), (w.shape[1],))
-    b_bits = np.broadcast_to(np.asarray(bias_bits, np.int64), (w.shape[0],))
-    return int((weight_bits(w) @ in_bits).sum() + b_bits.sum())
 
 
 def view_ebops(view: FixedPointView) -> tuple[int, list[int]]:
@@ -181,7 +171,15 @@ def measure_costs(model: JetTagger, config: CostConfig = CostConfig(), hw: bool 
 
     ``hw=None`` traces with da4ml when it is installed; without it ``luts`` and ``latency``
     are left out of the record (a notice says so once per process, see :func:`notice_once`).
+    A learned-precision net (:class:`qapbo.nn.learned.LearnedTagger`) is costed from its own exact
+    fixed-point form (:func:`qapbo.cost.learned.learned_costs`; ``config`` does not apply).
     """
+    if hw is None:
+        hw = hw_available()
+        if not hw:
+            notice_once()
+    if isinstance(model, LearnedTagger):
+        return learned_costs(model, hw)
     bops = model_bops(model)
     rec: dict[str, Any] = {"bops": bops.total, "bops_per_layer": [layer.bops for layer in bops.layers],
                            "bops_definition": bops.definition, "cost_fixedpoint": config.to_dict()}
@@ -194,10 +192,6 @@ def measure_costs(model: JetTagger, config: CostConfig = CostConfig(), hw: bool 
     rec |= {"ebops": float(total), "ebops_per_layer": [float(v) for v in per], "ebops_definition": DEFINITIONS["ebops"]}
     if FLOAT_BITS in model.spec.weight_bits or FLOAT_BITS in model.spec.act_bits:
         rec["cost_note"] = f"float layers costed as hls4ml's default {config.float_format.hls()}"
-    if hw is None:
-        hw = hw_available()
-        if not hw:
-            notice_once()
     if not hw:
         return rec
     t0 = time.perf_counter()

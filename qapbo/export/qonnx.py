@@ -7,6 +7,11 @@ synthesis. A JSON file beside it carries what the graph cannot: the input standa
 network sees ``(x - mean) / scale``), feature and class names, and the trial's AUC and BOPs. A
 second one, ``NAME.hls4ml.json``, is the hls4ml configuration whose fixed-point formats make
 hls4ml's network the stored one (:mod:`qapbo.cost.fixedpoint`, :mod:`qapbo.export.hls4ml_config`).
+
+A learned-precision trial (:mod:`qapbo.nn.learned`) is refused with one line (:data:`LEARNED_REFUSAL`):
+its formats per neuron (round half up, saturating at each neuron's own bounds) have no exact form in
+QONNX's ``Quant`` (one bit width per tensor, round half to even) or in hls4ml's per-layer types;
+da4ml's own code generators take its exact logic (:func:`qapbo.cost.learned.trace`) to HLS or Verilog.
 """
 
 from __future__ import annotations
@@ -19,15 +24,16 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import optuna
 import torch
 
 from qapbo.cost.fixedpoint import LOGIT_TOLERANCE, FixedPointView, agreement, fixed_point_view, least_exact_precision
-from qapbo.data.split import JetData, load_data
+from qapbo.data.split import JetData
 from qapbo.errors import ExportError, FixedPointError
+from qapbo.export.files import atomic_write
 from qapbo.export.hls4ml_config import (
     DEFAULT_STRATEGY,
     STRATEGIES,
@@ -37,11 +43,23 @@ from qapbo.export.hls4ml_config import (
     prepare_graph,
     require_hls4ml,
 )
+from qapbo.export.trial import trial_data
 from qapbo.nn.models import JetTagger
+from qapbo.records import ATTR_KIND
 from qapbo.study.file import StudyFile
 from qapbo.study.storage import artifact_dir, artifact_store, load_checkpoint, open_storage, redact, storage_url
 
+if TYPE_CHECKING:
+    from qapbo.export.keras import KerasExportReport
+
 MAX_ABS_DIFF = 1e-4  # logits; float32 Gemm in another order differs by ~1e-7, a wrong scale by >1e-2
+
+#: Why a learned-precision net (qapbo.nn.learned) is not exported, and what takes it to hardware instead.
+LEARNED_REFUSAL = ("is a learned-precision net (its own fixed-point format per weight, input feature and neuron, "
+                   "rounding half up and saturating per neuron), which neither QONNX's Quant nodes nor hls4ml's "
+                   "per-layer types carry exactly, so nothing was written; qapbo export writes fixed-precision and "
+                   "HGQ2 trials, and da4ml writes this one's exact logic as HLS or Verilog (README: \"Learned "
+                   "per-weight precision in qapbo's own training\")")
 
 
 @dataclass
@@ -61,7 +79,10 @@ class ExportReport:
 
 
 def to_qonnx(model: JetTagger, path: str | Path) -> Path:
-    """Write ``model`` as a cleaned QONNX graph (batch 1, input ``global_in``) to ``path``."""
+    """Write ``model`` as a cleaned QONNX graph (batch 1, input ``global_in``) to ``path``; a learned-precision
+    net is refused (:data:`LEARNED_REFUSAL`)."""
+    if getattr(model, "spec", None) is not None and model.spec.learned:
+        raise ExportError(f"the network {LEARNED_REFUSAL}")
     try:
         from brevitas.export import export_qonnx
         from qonnx.core.modelwrapper import ModelWrapper
@@ -87,7 +108,7 @@ def to_qonnx(model: JetTagger, path: str | Path) -> Path:
         with _quiet_native_stderr():  # torch's C++ exporter warns about the unused qonnx domain of float nets
             export_qonnx(wrapper, args=torch.zeros(1, model.spec.n_inputs), export_path=raw, dynamo=False)
         cleaned = cleanup_model(ModelWrapper(raw))
-        _atomic_write(path, cleaned.model.SerializeToString())
+        atomic_write(path, cleaned.model.SerializeToString())
     return path
 
 
@@ -114,7 +135,7 @@ def export_trial(
     precision: int | None = None,
     check_with_hls4ml: bool = False,
     strategy: str = DEFAULT_STRATEGY,
-) -> ExportReport:
+) -> ExportReport | KerasExportReport:
     """Export trial ``trial`` of one of ``study``'s stored studies to QONNX and check it.
 
     Beside the graph go its JSON sidecar and, for a fully quantized network, the hls4ml
@@ -122,7 +143,8 @@ def export_trial(
     reproduces the stored model on every test row) for hls4ml's ``strategy`` (default: distributed
     arithmetic, the shift-and-add logic the ``luts`` cost counts). ``check_with_hls4ml`` also
     compiles hls4ml's C++ emulation from the very bytes that are then written, and keeps nothing
-    unless it agrees on every test row.
+    unless it agrees on every test row. A trial of an hgq study is exported as its Keras model
+    instead (:func:`qapbo.export.keras.export_hgq_trial`).
     """
     if strategy not in STRATEGIES:
         raise ExportError(f"unknown hls4ml strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -141,12 +163,20 @@ def export_trial(
                           f"{_ranges(done) or 'none'} (see `qapbo compare` or `optuna trials`)")
     if "checkpoint" not in frozen.user_attrs:
         raise ExportError(f"trial {trial} of study {ostudy.study_name!r} has no checkpoint; it was not written by qapbo")
+    if (frozen.user_attrs.get("model") or {}).get("precision") == "learned":
+        raise ExportError(f"trial {trial} of study {ostudy.study_name!r} {LEARNED_REFUSAL}")
+    if ostudy.user_attrs.get(ATTR_KIND) == "hgq":  # a Keras model: no QONNX, hls4ml's Keras frontend instead
+        if precision is not None:
+            raise ExportError("--precision applies to QONNX exports; an HGQ2 checkpoint carries its own formats")
+        from qapbo.export.keras import export_hgq_trial
+
+        return export_hgq_trial(study, ostudy, frozen, url, out, check_with_hls4ml, strategy)
     model, _ = load_checkpoint(artifact_store(artifact_dir(study, url), create=False), frozen.user_attrs["checkpoint"])
     if model.spec.bn == "no-stats":
         raise ExportError(f"trial {trial} of study {ostudy.study_name!r} normalizes with batch statistics at inference "
                           "(bn = \"no-stats\"), so it cannot run one event at a time on hardware; export a trial with "
                           "bn affine, no-affine or none")
-    data = _data_of(study, frozen)
+    data = trial_data(study, frozen)
 
     out = Path(out or f"runs/{ostudy.study_name}-trial{trial}.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,8 +207,8 @@ def export_trial(
         record = _sidecar(out, ostudy, frozen, model, data, len(x), diff, same)
         record["hls4ml"] = _hls4ml_record(hls_path, view, model, data, note, hcheck, strategy)
         if hls_path is not None and config is not None:
-            _atomic_write(hls_path, config)
-        _atomic_write(side, json.dumps(record, indent=2).encode())
+            atomic_write(hls_path, config)
+        atomic_write(side, json.dumps(record, indent=2).encode())
         os.replace(unchecked, out)
     finally:
         if unchecked.exists():
@@ -237,7 +267,7 @@ def _hls4ml_record(path: Path | None, view: FixedPointView | None, model: JetTag
 
 def _pick_study(study: StudyFile, rdb: optuna.storages.BaseStorage, name: str | None, url: str) -> str:
     every = optuna.get_all_study_names(rdb)
-    stored = [n for n in study.study_names() if n in set(every)]
+    stored = [n for n in study.all_study_names() if n in set(every)]
     if name is not None:
         if name not in stored:
             raise ExportError(f"no study {name!r} of {study.path} in {redact(url)}; the storage holds: "
@@ -247,17 +277,6 @@ def _pick_study(study: StudyFile, rdb: optuna.storages.BaseStorage, name: str | 
         which = f"several: {', '.join(stored)}; choose one with --study" if stored else "none; run the study first"
         raise ExportError(f"studies of {study.path} in {redact(url)}: {which}")
     return stored[0]
-
-
-def _data_of(study: StudyFile, trial: optuna.trial.FrozenTrial) -> JetData:
-    """The data variant the trial was trained on (its fold and label randomization), checked by fingerprint."""
-    fold, randomized = trial.params.get("fold", 0), trial.params.get("randomized", 0.0)
-    cfg = next(c for k, r, c in study.data_variants() if k == fold and r == randomized)
-    data = load_data(cfg)
-    if data.fingerprint != trial.user_attrs.get("data_fingerprint"):
-        raise ExportError(f"the data of {study.path} is not the data trial {trial.number} was trained on "
-                          "(fingerprints differ); export with the same data (and --synthetic/--rows) as the run")
-    return data
 
 
 def _costs(trial: optuna.trial.FrozenTrial, model: JetTagger) -> dict[str, Any]:
@@ -310,26 +329,6 @@ def _quiet_native_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def _file_mode() -> int:
-    """0666 less the umask: what ``open`` would give (mkstemp gives 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -1,4 +1,4 @@
-"""Networks: the model spec, the Brevitas-quantized jet tagger, its fused quantizers and its metrics.
+"""Networks: the model spec, the Brevitas-quantized jet tagger, the learned-precision one, their fused quantizers and metrics.
 
 Public names load their module on first use, so importing the package is free.
 """
@@ -11,7 +11,10 @@ _NAMES = {
     "FLOAT_BITS": "qapbo.nn.spec",
     "MIN_BITS": "qapbo.nn.spec",
     "MAX_BITS": "qapbo.nn.spec",
+    "PRECISIONS": "qapbo.nn.spec",
+    "Tagger": "qapbo.nn.tagger",
     "JetTagger": "qapbo.nn.models",
+    "LearnedTagger": "qapbo.nn.learned",
     "build_model": "qapbo.nn.models",
     "classification_metrics": "qapbo.nn.metrics",
     "evaluate": "qapbo.nn.metrics",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, roc_auc_score, roc_curve
 
-from qapbo.nn.models import JetTagger
+from qapbo.nn.tagger import Tagger
 
 SIGNAL_EFFICIENCY = 0.5  # background efficiency is quoted at 50 % signal efficiency, per class
 
@@ -54,7 +54,7 @@ def _fpr_at_tpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 
 
-def sparsity(model: JetTagger) -> dict[str, Any]:
+def sparsity(model: Tagger) -> dict[str, Any]:
     """Share of pruned weights per linear layer and over all linear weights (biases excluded)."""
     per_layer, pruned, total = [], 0, 0
     for m in model.masks():
@@ -92,7 +92,7 @@ def neural_efficiency(layer_activations: Sequence[np.ndarray], auc: float, beta:
     return {"layer_efficiency": effs, "network_efficiency": net, "aiq": aiq}
 
 
-def evaluate(model: JetTagger, x: np.ndarray, y: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+def evaluate(model: Tagger, x: np.ndarray, y: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """All classification metrics of ``model`` on ``(x, y)``, its sparsity and neural efficiency."""
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     proba = model.predict_proba(xt).numpy()

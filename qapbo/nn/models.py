@@ -29,6 +29,7 @@ from torch.nn.utils import parametrize
 
 from qapbo.nn.quant import QuantReLUFn, QuantWeightFn
 from qapbo.nn.spec import FLOAT_BITS, ModelSpec
+from qapbo.nn.tagger import Tagger
 
 ACT_MAX_INIT = 6.0  # PROTOCOL: learned activation scale initialised at 6
 
@@ -63,7 +64,7 @@ def _consts(tq: nn.Module) -> _QuantConsts:
     )
 
 
-class JetTagger(nn.Module):
+class JetTagger(Tagger):
     """MLP ``inputs -> hidden... -> classes`` returning logits; softmax via :meth:`predict_proba`."""
 
     def __init__(self, spec: ModelSpec):
@@ -158,18 +159,6 @@ class JetTagger(nn.Module):
             taps.append(x.detach())
         return x
 
-    @torch.no_grad()
-    def layer_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Hidden pre-activations (post-BN, pre-ReLU) and logits, in eval mode."""
-        was = self.training
-        self.eval()
-        try:
-            taps: list[torch.Tensor] = []
-            self(x, taps)
-            return taps
-        finally:
-            self.train(was)
-
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits through the Brevitas modules themselves (slow; for checks and export)."""
         if self.input_quant is not None:
@@ -180,16 +169,6 @@ class JetTagger(nn.Module):
             if i < last:
                 x = self.acts[i](self.norms[i](x))
         return x
-
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
-        """Softmax class probabilities in eval mode (restores the previous mode)."""
-        was = self.training
-        self.eval()
-        try:
-            return torch.cat([F.softmax(self(x[i:i + batch_size]), dim=1) for i in range(0, len(x), batch_size)])
-        finally:
-            self.train(was)
 
     # ------------------------------------------------------------------ masks and bits
 
@@ -281,10 +260,17 @@ def _fake_quant_input(x: torch.Tensor, scale_param: torch.Tensor, c: _QuantConst
     return torch.clamp(round_ste(x / scale), c.min_int, c.max_int) * scale
 
 
-def build_model(spec: ModelSpec, seed: int | None = None) -> JetTagger:
-    """Build a network from ``spec``; with ``seed`` its initial weights are reproducible."""
+def build_model(spec: ModelSpec, seed: int | None = None) -> Tagger:
+    """Build a network from ``spec`` (a :class:`JetTagger`, or for ``precision = "learned"`` a
+    :class:`qapbo.nn.learned.LearnedTagger`); with ``seed`` its initial weights are reproducible."""
+    if spec.learned:
+        from qapbo.nn.learned import LearnedTagger
+
+        make = LearnedTagger.from_spec
+    else:
+        make = JetTagger
     if seed is None:
-        return JetTagger(spec)
+        return make(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return JetTagger(spec)
+        return make(spec)

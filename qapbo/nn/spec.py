@@ -1,11 +1,12 @@
-"""What defines a network: :class:`ModelSpec` (sizes, per-layer bit widths, BatchNorm mode), validated.
+"""What defines a network: :class:`ModelSpec` (sizes, per-layer bit widths or learned precision, BatchNorm mode), validated.
 
 Free of torch so that study files and the command line can check a network before building one;
-:mod:`qapbo.nn.models` builds it.
+:mod:`qapbo.nn.models` builds it (a learned-precision spec as :class:`qapbo.nn.learned.LearnedTagger`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
@@ -15,6 +16,22 @@ FLOAT_BITS = 32
 MIN_BITS, MAX_BITS = 2, 16
 
 BN_MODES = ("none", "affine", "no-affine", "no-stats")
+
+#: ``fixed``: one Brevitas bit width per layer (:class:`qapbo.nn.models.JetTagger`); ``learned``: a trained
+#: fixed-point format per weight, input feature and neuron under a ``beta * EBOPs`` penalty
+#: (:class:`qapbo.nn.learned.LearnedTagger`).
+PRECISIONS = ("fixed", "learned")
+#: Initial fractional bits a learned-precision net may start from (HGQ2's example: 3).
+MIN_INIT_BITS, MAX_INIT_BITS = 0, 16
+#: The learned spec's defaults: initial fractional bits (HGQ2's example), and the Adam learning rate of the
+#: trained bits (HGQ2's 5e-3; PROTOCOL's weight rate 1e-4 would move a bit by ~1e-4 a step).
+DEFAULT_INIT_BITS = 3
+DEFAULT_BITS_LR = 5e-3
+_LEARNED_KEYS = ("precision", "init_bits", "beta", "bits_lr")
+
+
+def _as_tuple(v: Any) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,)
 
 
 def _bits_tuple(value: int | Sequence[int] | None, n: int, what: str, default: Sequence[int]) -> tuple[int, ...]:
@@ -45,6 +62,12 @@ class ModelSpec:
     per hidden activation (default: the weight bits of the layer feeding it, as in PROTOCOL);
     a single int means "all layers". 32 is float. ``input_bits`` < 32 quantizes the input.
 
+    ``precision = "learned"`` replaces the bit widths by trained formats (:mod:`qapbo.nn.learned`):
+    every weight, bias, input feature and hidden neuron starts at ``init_bits`` fractional bits,
+    training adds ``beta * EBOPs`` to the loss, and the bits train with Adam at ``bits_lr``. Such a
+    net has no BatchNorm (``bn`` is ``"none"``) and takes no ``weight_bits``, ``act_bits`` or
+    ``input_bits``.
+
     ``n_inputs`` and ``n_classes`` come from the data (:meth:`for_data`, or filled in by
     :func:`qapbo.train_and_measure`); a spec without them cannot be built, so a network for other
     data never silently gets the jets' 16 inputs and 5 classes.
@@ -56,9 +79,25 @@ class ModelSpec:
     weight_bits: int | tuple[int, ...] = FLOAT_BITS
     act_bits: int | tuple[int, ...] | None = None
     input_bits: int = FLOAT_BITS
-    bn: str = "affine"
+    bn: str | None = None  # None: "affine" for fixed precision, "none" for learned
+    precision: str = "fixed"
+    init_bits: int = DEFAULT_INIT_BITS
+    beta: float = 0.0
+    bits_lr: float = DEFAULT_BITS_LR
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.bn is None:
+            object.__setattr__(self, "bn", "none" if self.learned else "affine")
+        if self.learned:
+            self._check_learned()
+        else:
+            set_ = [k for k, d in (("init_bits", DEFAULT_INIT_BITS), ("beta", 0.0), ("bits_lr", DEFAULT_BITS_LR))
+                    if getattr(self, k) != d]
+            if set_:
+                raise SpecError(f"{', '.join(set_)} only apply to precision \"learned\"; set precision = \"learned\" "
+                                "or leave them out")
         hidden = tuple(self.hidden)
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise SpecError(f"hidden widths {list(hidden)} must be positive integers")
@@ -75,6 +114,32 @@ class ModelSpec:
         object.__setattr__(self, "weight_bits", wb)
         object.__setattr__(self, "act_bits", ab)
         object.__setattr__(self, "input_bits", ib)
+
+    @property
+    def learned(self) -> bool:
+        """Whether every weight and activation has its own trained format (``precision = "learned"``)."""
+        return self.precision == "learned"
+
+    def _check_learned(self) -> None:
+        given = [k for k in ("weight_bits", "act_bits", "input_bits")
+                 if getattr(self, k) not in (FLOAT_BITS, None) and set(_as_tuple(getattr(self, k))) != {FLOAT_BITS}]
+        if given:
+            raise SpecError(f"precision \"learned\" learns every weight's and activation's bits: leave "
+                            f"{', '.join(given)} unset")
+        if self.bn != "none":
+            raise SpecError(f"precision \"learned\" has no BatchNorm (its fixed-point formats are trained per neuron): "
+                            f"leave bn unset or \"none\", not {self.bn!r}")
+        b = self.init_bits
+        if isinstance(b, bool) or not isinstance(b, int) or not MIN_INIT_BITS <= b <= MAX_INIT_BITS:
+            raise SpecError(f"init_bits is {b!r}: use a whole number of fractional bits from {MIN_INIT_BITS} "
+                            f"to {MAX_INIT_BITS} (HGQ2's example starts at {DEFAULT_INIT_BITS})")
+        for name, v, low in (("beta", self.beta, "0 or more"), ("bits_lr", self.bits_lr, "a positive number")):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+                (v >= 0 if name == "beta" else v > 0)
+            if not ok:
+                raise SpecError(f"{name} is {v!r}: use {low}")
+        object.__setattr__(self, "beta", float(self.beta))
+        object.__setattr__(self, "bits_lr", float(self.bits_lr))
 
     @classmethod
     def for_data(cls, data: Any, **kwargs: Any) -> "ModelSpec":
@@ -101,7 +166,10 @@ class ModelSpec:
         return (self.n_inputs, *self.hidden, self.n_classes)
 
     def describe(self) -> str:
-        """Short human name, e.g. ``16-64-32-32-5 w6 a6 bn=affine``."""
+        """Short human name, e.g. ``16-64-32-32-5 w6 a6 bn=affine`` or ``16-64-32-32-5 learned f3 beta=1e-05``."""
+        if self.learned:
+            sizes = (self.n_inputs or "?", *self.hidden, self.n_classes or "?")
+            return f"{'-'.join(map(str, sizes))} learned f{self.init_bits} beta={self.beta:g}"
         wb = set(self.weight_bits)
         ab = set(self.act_bits)
         w = f"w{self.weight_bits[0]}" if len(wb) == 1 else "w" + "/".join(map(str, self.weight_bits))
@@ -111,8 +179,11 @@ class ModelSpec:
         return f"{'-'.join(map(str, sizes))} {w} {a}{i} bn={self.bn}".replace("  ", " ")
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields. A fixed-precision spec leaves out the learned keys (records and checkpoints stay
+        as they were); a learned one leaves out the bit widths it does not have."""
         d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        drop = ("weight_bits", "act_bits", "input_bits") if self.learned else _LEARNED_KEYS
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if k not in drop}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":

@@ -1,4 +1,4 @@
-"""Running studies: study files and search spaces, storage, the search (with early stopping), QAP, refine, workers and the pipeline.
+"""Running studies: study files and search spaces, storage, the search (with early stopping), QAP, refine, the HGQ2 contender, workers and the pipeline.
 
 Public names load their module on first use, so importing the package is free.
 """
@@ -17,6 +17,7 @@ _NAMES = {
     "run_search": "qapbo.study.search",
     "run_qap": "qapbo.study.qap",
     "run_refine": "qapbo.study.refine",
+    "run_hgq": "qapbo.study.hgq",
     "run_workers": "qapbo.study.workers",
     "run_chain_workers": "qapbo.study.workers",
     "run_pipeline": "qapbo.study.pipeline",

@@ -5,7 +5,8 @@ A chain is a sequence of levels, each a trained network; each level becomes one 
 written in a single ``add_trial`` after its checkpoint is uploaded, so a run killed at any moment
 leaves no partial trial, and a rerun continues from the last stored level. The runner's callers say
 what a level is (its parameters, its record); this module stores it, checks that what is stored has
-no gap, and reports it in one line.
+no gap, and reports it in one line. Its constraints (min AUC and the user's) are stored in Optuna's
+list form by :func:`qapbo.records.constraint_attrs`, and the study's objectives are named.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import optuna
 
 from qapbo.errors import StudyFileError
 from qapbo.progress import LevelBars
-from qapbo.records import MIN_AUC_CONSTRAINT, min_auc_violation
+from qapbo.records import constraint_attrs, violations
+from qapbo.study.storage import name_metrics
 from qapbo.train.prune import collapsed_note
 
 
@@ -42,21 +44,23 @@ class LevelStore:
     say: Callable[[str], None]
     constraints: Sequence[Any] = field(default_factory=tuple)  # user constraints (``violation(record)``)
 
+    def __post_init__(self) -> None:
+        name_metrics(self.study, ("auc", *self.costs))  # Optuna's tools show "auc" and the cost, not values_0, 1
+
     def add(self, params: dict[str, Any], rec: dict[str, Any], checkpoint: str, tag: str,
             **attrs: Any) -> optuna.trial.FrozenTrial:
         """Store one trained level (``rec`` as :func:`qapbo.train.measure.measure` records it)."""
         values = [rec["auc"], *(float(rec[c]) for c in self.costs)]
-        constraints = {MIN_AUC_CONSTRAINT: min_auc_violation(rec["auc"], self.min_auc)}
-        constraints |= {str(c): c.violation(rec) for c in self.constraints}
+        constraints = violations(rec["auc"], self.min_auc, {str(c): c.violation(rec) for c in self.constraints})
         trial = optuna.trial.create_trial(
             params=params, distributions=self.distributions, values=values,
             user_attrs={**rec, "checkpoint": checkpoint, "kind": self.kind, **attrs},
-            state=optuna.trial.TrialState.COMPLETE, constraints=constraints)
+            system_attrs=constraint_attrs(constraints), state=optuna.trial.TrialState.COMPLETE)
         trial.datetime_start = trial.datetime_complete - timedelta(seconds=rec["seconds"])  # real duration
         self.study.add_trial(trial)
         costs = "  ".join(f"{c} {v:,.0f}" for c, v in zip(self.costs, values[1:]))
         below = "  (below min_auc: infeasible, on no front)" if rec["auc"] < self.min_auc else ""
         self.bars.level_done(f"{tag} level {params['level']:2d} ({rec['sparsity']:6.2%} pruned): "
-                             f"AUC {rec['auc']:.4f}  {costs}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
+                             f"macro AUC (test) {rec['auc']:.4f}  {costs}  acc {rec['accuracy']:.4f}  {rec['epochs']} epochs  "
                              f"{rec['seconds']:.1f} s{collapsed_note(rec['sparsity_per_layer'])}{below}", self.say)
         return trial

@@ -14,12 +14,18 @@ Two optimistic estimates make that decision, both learned from the study's own t
   compared with the front members' validation AUC (``val_auc``), like with like; members stored
   without it are ignored, which can only stop fewer trials.
 * **What the trial will cost**: its nominal BOPs are known before training (architecture,
-  bit widths, density ``1 - target sparsity``: :func:`nominal_bops`), but weights that quantize to
+  bit widths, density ``1 - target sparsity``: :func:`nominal_bops`; for learned precision, whose
+  widths are not known before training, the BOPs of the widths it starts from: every weight,
+  input and activation at ``init_bits`` fractional bits plus a sign bit), but weights that quantize to
   zero and global (non-uniform) pruning move the trained BOPs away from it, and EBOPs, LUTs and
   latency depend on the trained weights. One rule for every cost ``c``: its lower bound is
   ``nominal_bops x min(c / nominal_bops)`` over the study's COMPLETE trials that recorded both
   (:func:`cost_ratios`), BOPs included. The smallest ratio seen is an empirical bound, not a
-  proof; without any such trial nothing is stopped for the front (only for ``min_auc``).
+  proof; without any such trial nothing is stopped for the front (only for ``min_auc``). A
+  learned-precision trial's costs shrink with its ``beta``, which the nominal BOPs ignore: the
+  ratio's minimum comes from the study's strongest-beta trials, so its bound is loose for weaker
+  ones (fewer trials stopped, none stopped wrongly for it), and in a study of both precisions the
+  one minimum over all trials loosens the fixed trials' bounds too.
 
 A trial whose optimistic AUC stays below the study's ``min_auc`` is stopped too: it can never
 be feasible.
@@ -53,11 +59,17 @@ def nominal_bops(spec: ModelSpec, sparsity: float) -> float:
     """PROTOCOL's BOPs of ``spec`` with every layer at density ``1 - sparsity``, before training.
 
     Equals :func:`qapbo.cost.bops.model_bops` of an untrained, unpruned network when ``sparsity`` is 0.
+    A learned-precision spec counts every weight, input and activation at ``init_bits + 1`` bits (its
+    initial fractional bits and a sign bit; the integer bits come from values not known yet).
     """
     widths = spec.widths
-    a_bits = (spec.input_bits, *spec.act_bits)
+    n = len(widths) - 1
+    if spec.learned:
+        w_bits, a_bits = (spec.init_bits + 1,) * n, (spec.init_bits + 1,) * n
+    else:
+        w_bits, a_bits = spec.weight_bits, (spec.input_bits, *spec.act_bits)
     return sum(linear_bops(n_in, n_out, w, a, 1.0 - sparsity)
-               for n_in, n_out, w, a in zip(widths[:-1], widths[1:], spec.weight_bits, a_bits))
+               for n_in, n_out, w, a in zip(widths[:-1], widths[1:], w_bits, a_bits))
 
 
 @dataclass(frozen=True)
@@ -139,7 +151,7 @@ def decide(best: float, epoch: int, nominal: float, evidence: Evidence, costs: S
         return None
     m = margin(evidence.curves, epoch)
     optimistic = best + m
-    head = f"epoch {epoch}: best val AUC {best:.3f} + margin {m:.3f}"
+    head = f"epoch {epoch}: best validation AUC {best:.3f} + margin {m:.3f}"
     if optimistic < min_auc:
         return f"{head} stays below min_auc {min_auc:g}"
     if any(c not in evidence.ratios for c in costs):
@@ -151,7 +163,7 @@ def decide(best: float, epoch: int, nominal: float, evidence: Evidence, costs: S
         return None
     f = max(beaten, key=lambda f: (f.val_auc, -f.number))
     at = ", ".join(f"{c} <= {b:.3g}" for c, b in zip(costs, bounds))
-    return f"{head} cannot reach {f.val_auc:.3f} of trial {f.number} at {at}"
+    return f"{head} cannot reach trial {f.number}'s validation AUC {f.val_auc:.3f} at {at}"
 
 
 class EarlyStopper:

@@ -22,6 +22,7 @@ from qapbo.nn.spec import BN_MODES, ModelSpec
 from qapbo.records import DEFAULT_MIN_AUC
 from qapbo.study.space import SearchSettings, parse_search
 from qapbo.train.config import TrainConfig
+from qapbo.train.hgq import HgqSettings
 
 #: PROTOCOL's cumulative pruned fractions: 0, 10, ..., 90, 96.66, 98.88 %.
 PROTOCOL_SCHEDULE: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9666, 0.9888)
@@ -32,7 +33,11 @@ QAP_MODES = ("ft", "lt")
 # key: (python types accepted, default). A default of REQUIRED means the key must be given.
 REQUIRED = object()
 _TOP = {"name": (str, REQUIRED), "seed": (int, 0), "storage": (str, None), "artifacts": (str, None),
-        "description": (str, "")}
+        "description": (str, ""), "replicates": (int, 1)}
+#: Replicate k of a study file trains (and samples) with its seeds shifted by this much times k, on the
+#: data split of the file's own seed; its studies are named NAME-rK-... (replicate 0 keeps NAME-...).
+REPLICATE_SEED_STEP = 1000
+MAX_REPLICATES = 100
 _DATA = {k: (t, getattr(DataConfig, k)) for k, t in (  # DataConfig's defaults
     ("source", str), ("path", str), ("test_path", str), ("data_home", str), ("label_column", str), ("n_rows", int),
     ("max_rows", int), ("val_fraction", float), ("test_fraction", float), ("folds", int), ("randomize_labels", object),
@@ -55,8 +60,13 @@ _OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, Non
 #: [refine] (qapbo.study.refine): which front members, and the cumulative pruned fractions to take them to.
 #: Fine-tune only: a member's initial weights are not stored, so a lottery-ticket rewind is impossible.
 _REFINE = {"members": (object, "all"), "schedule": (list, list(PROTOCOL_SCHEDULE[1:]))}
+#: [hgq] (qapbo.study.hgq): HGQ2's settings, defaults from :class:`qapbo.train.hgq.HgqSettings`; seeds
+#: default to the file's seed.
+_HGQ = {f: ((list if isinstance(v, tuple) or f in ("betas", "seeds") else float if isinstance(v, float) else type(v)),
+            list(v) if isinstance(v, tuple) else v)
+        for f, v in HgqSettings().to_dict().items()} | {"seeds": (list, None)}
 SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES,
-            "refine": _REFINE}
+            "refine": _REFINE, "hgq": _HGQ}
 #: Search keys that only set the budget, liveness checks or compute (early stopping): changing them,
 #: or a study stored before they existed, keeps a study resumable.
 SEARCH_BUDGET_KEYS = ("n_trials", "timeout", "heartbeat_interval", "grace_period", "max_retry", "early_stop",
@@ -100,11 +110,17 @@ class StudyFile:
     qap: QapSettings | None
     search: SearchSettings | None = None  # when the file has a [search] section
     refine: RefineSettings | None = None
+    hgq: HgqSettings | None = None  # when the file has an [hgq] section (the HGQ2 contender)
     path: str = "<memory>"
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
     text: str = field(default="", repr=False)
     #: networks with a lower test AUC are infeasible (an Optuna constraint): never on a front
     min_auc: float = DEFAULT_MIN_AUC
+    replicates: int = 1  # how many replicates the file asks for (``replicates = N``)
+    replicate: int = 0  # which one this is (:meth:`replica`)
+    base_name: str = ""  # the file's own name, before a replicate's ``-rK``
+    synthetic: bool = False  # as it was loaded (:meth:`replica` loads the others the same way)
+    rows: int | None = None
 
     @property
     def config_hash(self) -> str:
@@ -123,6 +139,22 @@ class StudyFile:
     def refine_study_name(self) -> str:
         return f"{self.name}-refine"
 
+    def replica(self, k: int) -> "StudyFile":
+        """Replicate ``k`` of this file (0 is the file itself): the same data split, seeds shifted by
+        ``REPLICATE_SEED_STEP * k``, studies named ``NAME-rK-...``."""
+        if k == self.replicate:
+            return self
+        return parse_study(self.text, self.path, synthetic=self.synthetic, rows=self.rows, replicate=k,
+                           replicates=self.replicates)
+
+    def replicas(self) -> list["StudyFile"]:
+        """Every replicate the file asks for, in order."""
+        return [self.replica(k) for k in range(self.replicates)]
+
+    @property
+    def hgq_study_name(self) -> str:
+        return f"{self.name}-hgq"
+
     def study_names(self) -> list[str]:
         """Every Optuna study this file runs, in the order ``qapbo run`` runs them."""
         names = [n for n, _ in self.search.studies(self.name)] if self.search is not None else []
@@ -130,7 +162,13 @@ class StudyFile:
             names.append(self.refine_study_name)
         if self.qap is not None:
             names.append(self.qap_study_name)
+        if self.hgq is not None:
+            names.append(self.hgq_study_name)
         return names
+
+    def all_study_names(self) -> list[str]:
+        """:meth:`study_names` of every replicate, replicate by replicate."""
+        return [n for r in self.replicas() for n in r.study_names()]
 
     def data_variants(self) -> list[tuple[int, float, DataConfig]]:
         """(fold, randomized share, data config) for every data variant the file asks for."""
@@ -142,7 +180,7 @@ class StudyFile:
 
         Budget keys of [search] are left out: extending a search is not changing it.
         """
-        out = {k: self.canonical[k] for k in ("seed", *names) if k in self.canonical}
+        out = {k: self.canonical[k] for k in ("seed", "replicate", *names) if k in self.canonical}
         if "search" in out:
             out["search"] = {k: v for k, v in out["search"].items() if k not in SEARCH_BUDGET_KEYS}
         return out
@@ -152,7 +190,8 @@ def config_hash(canonical: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_study_file(path: str | Path, synthetic: bool = False, rows: int | None = None) -> StudyFile:
+def load_study_file(path: str | Path, synthetic: bool = False, rows: int | None = None,
+                    replicates: int | None = None) -> StudyFile:
     """Read and validate a study file; every problem raises :class:`StudyFileError`.
 
     ``synthetic=True`` swaps the file's data for the synthetic jets (``rows`` of them, default the
@@ -166,10 +205,13 @@ def load_study_file(path: str | Path, synthetic: bool = False, rows: int | None 
         raise StudyFileError(f"{p}: no such study file; check the path (study files live in studies/)") from None
     except OSError as exc:
         raise StudyFileError(f"{p}: cannot read the study file ({exc.strerror})") from None
-    return parse_study(text, str(p), synthetic=synthetic, rows=rows)
+    return parse_study(text, str(p), synthetic=synthetic, rows=rows, replicates=replicates)
 
 
-def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, rows: int | None = None) -> StudyFile:
+def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, rows: int | None = None,
+                replicate: int = 0, replicates: int | None = None) -> StudyFile:
+    """Parse and validate study-file ``text`` (see :func:`load_study_file`); ``replicate`` k > 0 gives
+    that replicate (:meth:`StudyFile.replica`), ``replicates`` overrides the file's count."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -221,6 +263,24 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     if not name or any(c in name for c in "/\\:") or name.strip() != name:
         raise StudyFileError(f"{where}: name {name!r} must be non-empty, without slashes, colons or spaces "
                              "at either end (it names the study and its files)")
+    if replicates is not None:
+        canonical["replicates"] = replicates
+    n_rep = canonical["replicates"]
+    if not 1 <= n_rep <= MAX_REPLICATES:
+        raise StudyFileError(f"{where}: replicates = {n_rep}: use 1 (one run per method) to {MAX_REPLICATES}; 5 or "
+                             "more give a verdict with a confidence interval")
+    if not 0 <= replicate < n_rep:
+        raise StudyFileError(f"{where}: replicate {replicate} does not exist: the file asks for {n_rep}")
+    data_seed = canonical["seed"]
+    shift = REPLICATE_SEED_STEP * replicate
+    if replicate:  # the same split, other training and sampler seeds, studies of their own
+        canonical["replicate"] = {"of": name, "index": replicate, "data_seed": data_seed}
+        canonical["seed"] = data_seed + shift
+        name = canonical["name"] = f"{name}-r{replicate}"
+        for sec in ("qap", "hgq"):
+            if isinstance(canonical.get(sec), dict) and canonical[sec].get("seeds") is not None:
+                canonical[sec]["seeds"] = [v + shift if isinstance(v, int) and not isinstance(v, bool) else v
+                                           for v in canonical[sec]["seeds"]]
     seed = canonical["seed"]
     d = dict(canonical["data"])
     shares = d["randomize_labels"]
@@ -236,7 +296,7 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     for v in share_list:
         if not 0.0 <= v < 1.0:
             raise StudyFileError(f"{where}: [data] randomize_labels {v} must lie in [0, 1)")
-    data = DataConfig(seed=seed, **d)
+    data = DataConfig(seed=data_seed, **d)
     try:
         data.validate()
         train = TrainConfig(seed=seed, **canonical["train"])
@@ -258,11 +318,31 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     if "refine" in canonical:
         refine = _refine_settings(canonical["refine"], where)
         canonical["refine"]["schedule"] = list(refine.schedule)
-    if qap is None and search is None:
-        raise StudyFileError(f"{where}: nothing to run; add a [qap] section, a [search] section, or both")
+    hgq = None
+    if "hgq" in canonical:
+        if data.folds > 1 or len(share_list) > 1:
+            raise StudyFileError(f"{where}: [hgq] trains on one data split; set folds = 1 and a single "
+                                 "randomize_labels value")
+        hgq = _hgq_settings(canonical["hgq"], seed, where)
+        canonical["hgq"] = hgq.to_dict() | {"min_auc": min_auc}  # checkpoints below it are stored infeasible
+    if qap is None and search is None and hgq is None:
+        raise StudyFileError(f"{where}: nothing to run; add a [search], [qap] or [hgq] section")
     return StudyFile(name=name, seed=seed, storage=canonical["storage"], artifacts=canonical["artifacts"],
                      description=canonical["description"], data=data, train=train, qap=qap, search=search,
-                     refine=refine, path=where, canonical=canonical, text=text, min_auc=min_auc)
+                     refine=refine, hgq=hgq, path=where, canonical=canonical, text=text, min_auc=min_auc,
+                     replicates=n_rep, replicate=replicate, base_name=canonical.get("replicate", {}).get("of", name),
+                     synthetic=synthetic, rows=rows)
+
+
+def _hgq_settings(h: dict[str, Any], seed: int, where: str) -> HgqSettings:
+    """HgqSettings validate themselves; their messages start with "hgq <key> is ..."."""
+    from qapbo.errors import HgqSettingsError
+
+    h = {**h, "seeds": h["seeds"] if h["seeds"] is not None else [seed]}
+    try:
+        return HgqSettings.from_dict(h)
+    except HgqSettingsError as exc:
+        raise StudyFileError(f"{where}: [hgq] {str(exc).removeprefix('hgq ')}") from None
 
 
 def _qap_settings(q: dict[str, Any], seed: int, where: str) -> QapSettings:

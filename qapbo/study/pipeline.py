@@ -1,4 +1,4 @@
-"""The main job as a library call: a study file's [search], [refine] and [qap] sections, then the comparison.
+"""The main job as a library call: a study file's [search], [refine], [qap] and [hgq] sections, then the comparison.
 
 ``qapbo run`` and the notebooks call :func:`run_pipeline`; ``qapbo search``/``refine``/``qap`` call
 :func:`run_section`, the one place that decides between this process and worker processes.
@@ -18,7 +18,7 @@ from qapbo.study.file import StudyFile
 from qapbo.study.storage import open_storage, storage_url
 
 #: The sections a study file can run, in the order the pipeline runs them (refine needs the search).
-SECTIONS = ("search", "refine", "qap")
+SECTIONS = ("search", "refine", "qap", "hgq")
 
 
 def run_section(
@@ -54,6 +54,10 @@ def run_section(
 
         return run_search(study, storage=storage, n_trials=n_trials, timeout=timeout, progress=progress,
                           worker=worker, log=log)
+    if section == "hgq":  # one process: JAX's XLA already spreads a training over the cores
+        from qapbo.study.hgq import run_hgq
+
+        return [run_hgq(study, storage=storage, progress=progress, log=log)]
     if workers > 1:
         from qapbo.study.workers import run_chain_workers
 
@@ -95,15 +99,33 @@ def run_pipeline(
     cost: str = "bops",
     log: Callable[[str], None] | None = None,
 ) -> PipelineResult:
-    """Run (or resume) every section of ``study`` in order, then compare its studies and draw the
-    figures into ``out`` (default :func:`figure_dir`). A finished run only compares and redraws."""
+    """Run (or resume) every section of ``study`` in order (for each of its replicates), then compare
+    its studies and draw the figures into ``out`` (default :func:`figure_dir`). A finished run only
+    compares and redraws."""
     from qapbo.compare.figures import plot_all
 
+    if study.hgq is not None:  # say so before hours of search and QAP, not after them
+        from qapbo.errors import HgqError
+        from qapbo.train.hgq import require_hgq
+
+        try:
+            require_hgq()
+        except HgqError as exc:
+            raise HgqError(f"{exc}; or remove the [hgq] section of {study.path} to run without the HGQ2 "
+                           "contender") from None
+    from qapbo.progress import reporter
+
+    say = reporter(progress, log)[1]
     names: list[str] = []
-    for section in SECTIONS:
-        if getattr(study, section) is not None:
-            names += [s.study_name for s in run_section(section, study, storage=storage, workers=workers,
-                                                        progress=progress, synthetic=synthetic, rows=rows, log=log)]
+    for replica in study.replicas():  # replicates one after another, each with every worker
+        if study.replicates > 1:
+            say(f"replicate {replica.replicate + 1}/{study.replicates}: {replica.name} (training and sampler seed "
+                f"{replica.seed}, the data split of seed {replica.data.seed})")
+        for section in SECTIONS:
+            if getattr(replica, section) is not None:
+                names += [s.study_name for s in run_section(section, replica, storage=storage, workers=workers,
+                                                            progress=progress, synthetic=synthetic, rows=rows,
+                                                            log=log)]
     url = storage_url(study, storage)
     cmp = compare_stored(open_storage(url, read_only=True), names, cost=cost)
     folder = Path(out) if out is not None else figure_dir(study)

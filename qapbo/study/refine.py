@@ -258,6 +258,10 @@ def _run_member(prep: PreparedRefine, store, study: StudyFile, member: tuple[str
                 levels: LevelStore) -> None:
     name, src = member
     tag = label(name, src.number)
+    if src.user_attrs.get("model", {}).get("precision") == "learned":  # pruning would raise SpecError
+        levels.say(f"refine: {tag} has learned per-weight precision (its 0-bit weights are its pruning); refine "
+                   "prunes fixed-bit members only, so it is left out")
+        return
     chain = prep.chains[tag]
     stored = sorted(lvl for (m, lvl) in prep.done if m == tag)
     if len(stored) == len(chain):

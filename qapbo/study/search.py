@@ -5,10 +5,15 @@ died, retries of their parameters, artifacts for checkpoints. qapbo adds the obj
 one network, optionally prune it to a target sparsity on the QAP schedule, measure it), the
 study-file contract (a resumed study must have the same space and objectives), progress, and
 early stopping of hopeless trials (:mod:`qapbo.study.early_stop`; they are stored PRUNED).
+
+A trial stopped by Ctrl-C is stored FAIL by Optuna like any failure, and Optuna retries only the
+trials of a process that died; so the objective marks it interrupted, and the next run queues its
+parameters again with Optuna's own retry callback (:func:`requeue_interrupted`), as for a killed one.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import sys
@@ -23,6 +28,8 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from qapbo.cost.definitions import FLOPS_DEFINITION
+from qapbo.cost.flops import training_flops
 from qapbo.cost.measure import measure_costs
 from qapbo.data.split import JetData, load_data
 from qapbo.errors import QapboError, StudyFileError, TrainingError
@@ -30,7 +37,14 @@ from qapbo.nn.metrics import macro_auc
 from qapbo.nn.models import build_model
 from qapbo.progress import bar as progress_bar
 from qapbo.progress import reporter
-from qapbo.records import MIN_AUC_CONSTRAINT, is_feasible, min_auc_violation
+from qapbo.records import (
+    ATTR_INTERRUPTED,
+    MIN_AUC_CONSTRAINT,
+    constraint_values,
+    is_feasible,
+    store_constraints,
+    violations,
+)
 from qapbo.study.early_stop import EarlyStopper, nominal_bops
 from qapbo.study.file import PROTOCOL_SCHEDULE, StudyFile
 from qapbo.study.space import Candidate, SearchSettings, SearchSpace
@@ -43,6 +57,7 @@ from qapbo.study.storage import (
     save_checkpoint,
     storage_url,
 )
+from qapbo.train.loop import rows_per_epoch
 from qapbo.train.measure import train_and_measure
 from qapbo.train.prune import initial_state_of, iterative_pruning
 
@@ -53,7 +68,7 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 def make_sampler(name: str, seed: int, settings: SearchSettings,
                  space: SearchSpace | None = None) -> optuna.samplers.BaseSampler:
-    """The sampler called ``name``, seeded. Constraints reach it through ``trial.set_constraint``."""
+    """The sampler called ``name``, seeded. Constraints reach it through the trials' stored constraints."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
@@ -108,16 +123,21 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, for debugging
         nominal = nominal_bops(cand.spec, cand.sparsity)
         trial.set_user_attr("nominal_bops", nominal)  # the cost known before training (qapbo.study.early_stop)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             rec, model = self._train(trial, cand, nominal)
         except _Hopeless as stop:
             curve = stop.args[1]
             # the contract of a stopped trial: what it cost, why it stopped; then Optuna stores it PRUNED
-            for k, v in {"epochs": len(curve), "seconds": time.perf_counter() - t0, "kind": "search",
+            for k, v in {"epochs": len(curve), "seconds": time.perf_counter() - t0,
+                         "cpu_seconds": time.process_time() - c0, **self._flops(cand, len(curve)), "kind": "search",
                          "stop_reason": stop.args[0], "target_sparsity": cand.sparsity}.items():
                 trial.set_user_attr(k, v)
             raise optuna.TrialPruned(stop.args[0]) from None
+        except KeyboardInterrupt:  # Optuna stores the trial FAIL and re-raises; the next run queues it again
+            trial.set_user_attr(ATTR_INTERRUPTED, True)
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); its parameters run again on resume")
+            raise
         except TrainingError as exc:
             trial.set_user_attr("fail_reason", str(exc))
             raise
@@ -125,10 +145,11 @@ class Objective:
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
             raise
         rec["target_sparsity"] = cand.sparsity
+        rec |= self._flops(cand, rec["epochs"])
         rec["constraints"] = [c.violation(rec) for c in self.settings.constraints]
-        for c, v in zip(self.settings.constraints, rec["constraints"]):
-            trial.set_constraint(str(c), v)  # <= 0 is feasible; samplers and best_trials read it
-        trial.set_constraint(MIN_AUC_CONSTRAINT, min_auc_violation(rec["auc"], self.study.min_auc))
+        # <= 0 is feasible; Optuna's samplers and best_trials, and optuna-dashboard, read them
+        store_constraints(trial, violations(rec["auc"], self.study.min_auc,
+                                            {str(c): v for c, v in zip(self.settings.constraints, rec["constraints"])}))
         rec["checkpoint"] = save_checkpoint(self.store, trial, model, {"study": trial.study.study_name,
                                                                           "trial": trial.number})
         rec["kind"] = "search"
@@ -140,6 +161,14 @@ class Objective:
         if missing:
             raise TrainingError(f"{', '.join(missing)} could not be measured: {rec.get('cost_note', 'see qapbo.cost.measure')}")
         return (rec["auc"], *(float(rec[c]) for c in self.settings.costs))
+
+    def _flops(self, cand: Candidate, epochs: int) -> dict[str, Any]:
+        """The trial's training FLOPs (:mod:`qapbo.cost.flops`): each epoch trains the training rows and
+        evaluates the validation rows twice, for the loss and for the AUC early stopping reads."""
+        spec = cand.spec.sized_for(self.data.n_features, self.data.n_classes)
+        rows = rows_per_epoch(len(self.data.y_train), cand.train_config(self.study.train).batch_size)
+        return {"flops": training_flops(spec, rows, 2 * len(self.data.y_val), epochs),
+                "flops_definition": FLOPS_DEFINITION}
 
     def _train(self, trial: optuna.Trial, cand: Candidate, nominal: float) -> tuple[dict[str, Any], Any]:
         # Every trial derives its seeds from the study seed and its number: reproducible.
@@ -180,6 +209,7 @@ class Objective:
         # the trial's cost is every level's training, not the last level's alone
         rec["epochs"] = sum(lv.measurement.record["epochs"] for lv in levels)
         rec["seconds"] = sum(lv.measurement.record["seconds"] for lv in levels)
+        rec["cpu_seconds"] = sum(lv.measurement.record["cpu_seconds"] for lv in levels)
         rec["pruning_levels"] = len(levels)
         return rec, model
 
@@ -217,10 +247,46 @@ def prepare_search(study: StudyFile, storage: str | None = None, n_trials: int |
                        heartbeat_stale_trial_callback=retry)
     studies, spaces = [], []
     for name, space in s.studies(study.name):
-        studies.append(open_study(rdb, study, kind="search", sections=("data", "train", "search", "objectives"),
-                                  directions=s.directions, study_name=name))
+        ostudy = open_study(rdb, study, kind="search", sections=("data", "train", "search", "objectives"),
+                            directions=s.directions, study_name=name, metric_names=("auc", *s.costs))
+        requeue_interrupted(ostudy, retry)
+        studies.append(ostudy)
         spaces.append(space)
     return PreparedSearch(studies, spaces, url, data, n_trials, timeout)
+
+
+#: user attributes of an interrupted trial that its retry does not inherit (the retry records its own)
+_NOT_INHERITED = (ATTR_INTERRUPTED, "fail_reason", "intermediate_val_auc")
+
+
+def requeue_interrupted(ostudy: optuna.Study, retry: RetryHeartbeatStaleTrialCallback) -> list[int]:
+    """Queue again (WAITING) the parameters of every interrupted trial that no trial retries yet; returns
+    their numbers. ``retry`` is the callback the storage applies to killed trials, so both share
+    Optuna's retry history (``failed_trial``, ``retry_history``) and the study's ``max_retry``.
+
+    Run once per process before its trials; workers started together see the parent's retries.
+    """
+    trials = ostudy.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    queued = []
+    for t in trials:
+        if t.state != TrialState.FAIL or not t.user_attrs.get(ATTR_INTERRUPTED) or t.number in retried:
+            continue
+        clean = copy.copy(t)
+        clean.user_attrs = {k: v for k, v in t.user_attrs.items() if k not in _NOT_INHERITED}
+        before = len(ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        retry(ostudy, clean)
+        if len(ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,))) > before:  # max_retry allowing
+            queued.append(t.number)
+    return queued
+
+
+def _queued_again(ostudy: optuna.Study) -> list[int]:
+    """Numbers of the interrupted trials whose parameters wait to run again."""
+    trials = ostudy.get_trials(deepcopy=False)
+    interrupted = {t.number for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(ATTR_INTERRUPTED)}
+    return sorted(h[-1] for t in trials if t.state == TrialState.WAITING
+                  and (h := t.system_attrs.get("retry_history")) and h[-1] in interrupted)
 
 
 def run_search(
@@ -244,8 +310,10 @@ def run_search(
     for ostudy, space in zip(run.studies, run.spaces):
         complete, pruned = _count(ostudy, TrialState.COMPLETE), _count(ostudy, TrialState.PRUNED)
         done = complete + pruned
+        again = _queued_again(ostudy)
         say(f"search {ostudy.study_name}: {complete} COMPLETE trial(s) stored in {redact(run.url)}"
-            f"{f' and {pruned} stopped early (PRUNED)' if pruned else ''}; budget "
+            f"{f' and {pruned} stopped early (PRUNED)' if pruned else ''}"
+            f"{f'; {len(again)} interrupted trial(s) ({_numbers(again)}) queued to run again with the same parameters' if again else ''}; budget "
             f"{run.n_trials if run.n_trials is not None else 'none'} trials"
             f"{f', {run.timeout:g} s' if run.timeout else ''}; sampler {s.sampler}"
             f"; data: {run.data.label}")
@@ -287,12 +355,12 @@ def _optimize(ostudy: optuna.Study, objective: Objective, n_trials: int | None, 
             where = "on the front" if ft.number in front else "dominated" if is_feasible(ft) else \
                 f"infeasible: {_violated(ft)}"
             costs = "  ".join(f"{c} {v:,.0f}" for c, v in zip(objective.settings.costs, ft.values[1:]))
-            say_(f"trial {ft.number:3d}  {params}  |  AUC {ft.values[0]:.4f}  {costs}  |  "
+            say_(f"trial {ft.number:3d}  {params}  |  macro AUC (test) {ft.values[0]:.4f}  {costs}  |  "
                  f"{where} ({len(front)} on front)")
         elif ft.state == TrialState.PRUNED:  # stopped early: counted, and not a failure (it trained)
             failures[0] = 0
             bar.update(1)
-            # the reason starts with its epoch: "trial 7  PRUNED at epoch 9: best val AUC ..."
+            # the reason starts with its epoch: "trial 7  PRUNED at epoch 9: best validation AUC ..."
             say_(f"trial {ft.number:3d}  PRUNED at {ft.user_attrs.get('stop_reason', 'an unrecorded epoch')}")
         else:
             failures[0] += 1
@@ -362,8 +430,13 @@ def _count(ostudy: optuna.Study, *states: TrialState) -> int:
 
 def _violated(ft: optuna.trial.FrozenTrial) -> str:
     """Which constraints a trial breaks, e.g. ``AUC below min_auc``."""
-    names = [("AUC below min_auc" if k == MIN_AUC_CONSTRAINT else k) for k, v in ft.constraints.items() if v > 0]
+    names = [("AUC below min_auc" if k == MIN_AUC_CONSTRAINT else k) for k, v in constraint_values(ft).items()
+             if v > 0]
     return ", ".join(names)
+
+
+def _numbers(ns: list[int]) -> str:
+    return ("trial " if len(ns) == 1 else "trials ") + ", ".join(map(str, ns))
 
 
 def _fmt(v: Any) -> str:

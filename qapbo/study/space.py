@@ -4,6 +4,14 @@ Every dimension is either fixed (a plain value) or searched (a table): ``{low, h
 for ranges, ``{choices = [...]}`` for categories. Bit widths may be one for the whole network
 or one per layer (``per_layer = true``). ``preset = "paper-bo"`` builds the space of the
 paper's own Bayesian optimization: the three hidden widths only, at one fixed precision.
+
+``precision = "learned"`` searches learned per-weight precision (:mod:`qapbo.nn.learned`) instead
+of bit widths: its dimensions are ``beta`` (the EBOPs weight; default a log range
+:data:`DEFAULT_BETA`), ``init_bits`` (initial fractional bits) and ``bits_lr`` (the bits' learning
+rate), beside the widths and ``lr``. ``precision = {choices = ["fixed", "learned"]}`` lets the
+sampler choose per trial: ``bits``, ``act_bits``, ``input_bits``, ``bn``, ``l1`` and ``sparsity``
+then apply to the fixed trials and the learned ones to the learned trials (Optuna's conditional
+parameters). A learned trial has no BatchNorm, no L1 and no magnitude pruning: its bits prune it.
 """
 
 from __future__ import annotations
@@ -16,7 +24,18 @@ from typing import Any, Callable, Sequence
 import optuna
 
 from qapbo.errors import SpaceError
-from qapbo.nn.spec import BN_MODES, FLOAT_BITS, MAX_BITS, MIN_BITS, ModelSpec
+from qapbo.nn.spec import (
+    BN_MODES,
+    DEFAULT_BITS_LR,
+    DEFAULT_INIT_BITS,
+    FLOAT_BITS,
+    MAX_BITS,
+    MAX_INIT_BITS,
+    MIN_BITS,
+    MIN_INIT_BITS,
+    PRECISIONS,
+    ModelSpec,
+)
 from qapbo.train.config import TrainConfig
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid", "botorch")
@@ -26,6 +45,12 @@ MAX_COSTS = 2
 PRESETS = ("paper-bo",)
 PAPER_BO_PRECISIONS = (32, 12, 6, 4)
 CONSTRAINT_METRICS = ("auc", "bops", "ebops", "luts", "latency", "accuracy", "sparsity")
+#: ``beta`` of a learned-precision space when the file gives none: EBOPs of a 16-64-32-32-5 net are
+#: ~1e4 at the start, so 1e-7 leaves the cross-entropy alone and 1e-4 weighs EBOPs like it
+DEFAULT_BETA = {"low": 1e-7, "high": 1e-4, "log": True}
+#: keys of a fixed-precision trial that a learned one does not have
+FIXED_ONLY = ("bits", "act_bits", "input_bits", "bn", "l1", "sparsity")
+LEARNED_ONLY = ("beta", "init_bits", "bits_lr")
 
 
 @dataclass(frozen=True)
@@ -81,6 +106,15 @@ class SearchSpace:
     lr: Dim
     l1: Dim
     sparsity: Dim
+    precision: Dim = Dim("fixed", value="fixed")
+    beta: Dim = Dim("fixed", value=0.0)  # the learned dimensions: used by learned trials only
+    init_bits: Dim = Dim("fixed", value=DEFAULT_INIT_BITS)
+    bits_lr: Dim = Dim("fixed", value=DEFAULT_BITS_LR)
+
+    @property
+    def learned(self) -> bool:
+        """Whether some trial of this space has learned precision."""
+        return "learned" in self.precision.values()
 
     def canonical(self) -> dict[str, Any]:
         out = {k: getattr(self, k).canonical() for k in
@@ -90,6 +124,8 @@ class SearchSpace:
             out["widths"] = [w.canonical() for w in self.widths]
         else:
             out["width"] = self.width.canonical()
+        if self.learned:  # a fixed-precision space's canonical form (and so its stored studies) stays as it was
+            out |= {k: getattr(self, k).canonical() for k in ("precision", *LEARNED_ONLY)}
         return out
 
     def suggest(self, trial: optuna.Trial, n_inputs: int, n_classes: int) -> "Candidate":
@@ -100,6 +136,12 @@ class SearchSpace:
             n = int(self.n_layers.suggest(trial, "n_layers"))
             hidden = tuple(int(self.width.suggest(trial, f"width_{i + 1}")) for i in range(n))
         n = len(hidden)
+        if str(self.precision.suggest(trial, "precision")) == "learned":
+            spec = ModelSpec(n_inputs=n_inputs, hidden=hidden, n_classes=n_classes, precision="learned",
+                             beta=float(self.beta.suggest(trial, "beta")),
+                             init_bits=int(self.init_bits.suggest(trial, "init_bits")),
+                             bits_lr=float(self.bits_lr.suggest(trial, "bits_lr")))
+            return Candidate(spec=spec, lr=float(self.lr.suggest(trial, "lr")), l1=0.0, sparsity=0.0)
         wb = _bits(self.bits, trial, "bits", n + 1)
         ab = None if self.act_bits is None else _bits(self.act_bits, trial, "act_bits", n)
         spec = ModelSpec(n_inputs=n_inputs, hidden=hidden, n_classes=n_classes, weight_bits=wb, act_bits=ab,
@@ -113,12 +155,18 @@ class SearchSpace:
         out: dict[str, list[Any]] = {}
         if self.widths is None and self.n_layers.kind != "fixed":
             raise SpaceError("sampler 'grid' needs a fixed depth: give n_layers as a number or use widths")
+        if self.precision.kind != "fixed":
+            raise SpaceError("sampler 'grid' needs one precision (a learned trial has other parameters than a "
+                             "fixed one): give precision as \"fixed\" or \"learned\", or use another sampler")
         n = self.n_layers.value if self.widths is None else len(self.widths)
         named = [(f"width_{i + 1}", w) for i, w in enumerate(self.widths or (self.width,) * n)]
-        for name, dim, count in (("bits", self.bits, n + 1), ("act_bits", self.act_bits, n)):
-            if dim is not None:
-                named += [(f"{name}_{i + 1}", dim) for i in range(count)] if dim.per_layer else [(name, dim)]
-        named += [(k, getattr(self, k)) for k in ("input_bits", "bn", "lr", "l1", "sparsity")]
+        if self.learned:
+            named += [(k, getattr(self, k)) for k in (*LEARNED_ONLY, "lr")]
+        else:
+            for name, dim, count in (("bits", self.bits, n + 1), ("act_bits", self.act_bits, n)):
+                if dim is not None:
+                    named += [(f"{name}_{i + 1}", dim) for i in range(count)] if dim.per_layer else [(name, dim)]
+            named += [(k, getattr(self, k)) for k in ("input_bits", "bn", "lr", "l1", "sparsity")]
         for name, dim in named:
             if dim.kind in ("int", "float"):
                 raise SpaceError(f"sampler 'grid' needs choices, not a range, for {name}: "
@@ -268,7 +316,8 @@ def paper_bo_space(train: TrainConfig) -> SearchSpace:
     )
 
 
-_SPACE_KEYS = ("n_layers", "width", "widths", "bits", "act_bits", "input_bits", "bn", "lr", "l1", "sparsity")
+_SPACE_KEYS = ("n_layers", "width", "widths", "bits", "act_bits", "input_bits", "bn", "lr", "l1", "sparsity",
+               "precision", *LEARNED_ONLY)
 
 
 def parse_space(d: dict[str, Any], train: TrainConfig, fail: Callable[[str], None]) -> SearchSpace:
@@ -310,12 +359,47 @@ def parse_space(d: dict[str, Any], train: TrainConfig, fail: Callable[[str], Non
         fail("space: l1 must be >= 0")
     if any(not (0.0 <= v < 1.0) for v in sparsity.values()):
         fail("space: sparsity targets must lie in [0, 1)")
+    precision, beta, init_bits, bits_lr = _precision_dims(d, fail)
     space = SearchSpace(n_layers=n_layers, widths=widths, width=width, bits=bits, act_bits=act_bits,
-                        input_bits=input_bits, bn=bn, lr=lr, l1=l1, sparsity=sparsity)
-    if all(dim.kind == "fixed" for dim in (n_layers, bits, input_bits, bn, lr, l1, sparsity)) and \
-            all(w.kind == "fixed" for w in (widths or (width,))) and (act_bits is None or act_bits.kind == "fixed"):
+                        input_bits=input_bits, bn=bn, lr=lr, l1=l1, sparsity=sparsity, precision=precision,
+                        beta=beta, init_bits=init_bits, bits_lr=bits_lr)
+    fixed_part = (bits, input_bits, bn, l1, sparsity) if "fixed" in precision.values() else ()
+    learned_part = (beta, init_bits, bits_lr) if space.learned else ()
+    if all(dim.kind == "fixed" for dim in (n_layers, lr, precision, *fixed_part, *learned_part)) and \
+            all(w.kind == "fixed" for w in (widths or (width,))) and \
+            (act_bits is None or act_bits.kind == "fixed" or not fixed_part):
         fail("space: every dimension is fixed, so there is nothing to search; give at least one range or choices")
     return space
+
+
+def _precision_dims(d: dict[str, Any], fail: Callable[[str], None]) -> tuple[Dim, Dim, Dim, Dim]:
+    """``precision`` and the learned dimensions (``beta``, ``init_bits``, ``bits_lr``), checked against each other."""
+    precision = _dim(d.get("precision", "fixed"), "precision", str, fail)
+    bad = [v for v in precision.values() if v not in PRECISIONS]
+    if bad:
+        fail(f"space: precision value(s) {bad} unknown; use {', '.join(PRECISIONS)} or "
+             "{ choices = [\"fixed\", \"learned\"] }")
+    if "learned" not in precision.values():
+        given = [k for k in LEARNED_ONLY if k in d]
+        if given:
+            fail(f"space: {', '.join(given)}: only for learned precision; add precision = \"learned\" (or "
+                 "{ choices = [\"fixed\", \"learned\"] }), or remove them")
+        return precision, Dim("fixed", value=0.0), Dim("fixed", value=DEFAULT_INIT_BITS), \
+            Dim("fixed", value=DEFAULT_BITS_LR)
+    if precision.values() == ["learned"]:
+        dead = [k for k in FIXED_ONLY if k in d]
+        if dead:
+            fail(f"space: precision = \"learned\" learns every bit width and prunes by them, so {', '.join(dead)} "
+                 "would be searched for nothing; remove them, or search precision = { choices = [\"fixed\", "
+                 "\"learned\"] } to give fixed trials their own")
+    beta = _dim(d.get("beta", DEFAULT_BETA), "beta", float, fail)
+    if any(v < 0 for v in beta.values()):
+        fail("space: beta must be >= 0 (the weight of EBOPs in the loss)")
+    init_bits = _dim(d.get("init_bits", DEFAULT_INIT_BITS), "init_bits", int, fail)
+    if any(not MIN_INIT_BITS <= v <= MAX_INIT_BITS for v in init_bits.values()):
+        fail(f"space: init_bits must lie in [{MIN_INIT_BITS}, {MAX_INIT_BITS}] (initial fractional bits)")
+    bits_lr = _dim(d.get("bits_lr", DEFAULT_BITS_LR), "bits_lr", float, fail, positive=True)
+    return precision, beta, init_bits, bits_lr
 
 
 def _check_bits(values: Sequence[Any], what: str, fail: Callable[[str], None]) -> None:

@@ -3,6 +3,13 @@
 Trials carry every metric as user attributes; model checkpoints (state dict with masks and the
 model spec) go to Optuna's file-system artifact store, so any stored point can be reloaded.
 A study remembers the canonical study file it was created from and refuses a changed one.
+
+Optuna's own tools read the storage: the study file is kept once, in one study system attribute
+(:data:`qapbo.records.ATTR_STUDY_FILE`), so the user attributes ``optuna studies`` prints on every
+row stay short (kind, min_auc, the settings' hash), and the objectives are named
+(``study.metric_names``, e.g. ``["auc", "bops"]``) for ``trials_dataframe``, the plots and
+optuna-dashboard. Studies stored before, with the file in user attributes, are read and resumed as
+they are.
 """
 
 from __future__ import annotations
@@ -23,7 +30,16 @@ import torch
 from qapbo.errors import StorageError, StudyFileError
 from qapbo.nn.models import JetTagger, build_model
 from qapbo.nn.spec import ModelSpec
-from qapbo.records import ATTR_CONFIG, ATTR_FILE, ATTR_HASH, ATTR_KIND, ATTR_MIN_AUC, DEFAULT_MIN_AUC
+from qapbo.records import (
+    ATTR_CONFIG,
+    ATTR_FILE,
+    ATTR_HASH,
+    ATTR_KIND,
+    ATTR_MIN_AUC,
+    ATTR_REPLICATE,
+    ATTR_STUDY_FILE,
+    DEFAULT_MIN_AUC,
+)
 from qapbo.study.file import StudyFile, config_hash, describe_changes
 
 
@@ -33,7 +49,8 @@ def redact(url: str) -> str:
 
 
 def storage_url(study: StudyFile, override: str | None = None) -> str:
-    return override or study.storage or f"sqlite:///runs/{study.name}.db"
+    """The storage a study file's results go to: every replicate's into the file's own (``runs/NAME.db``)."""
+    return override or study.storage or f"sqlite:///runs/{study.base_name or study.name}.db"
 
 
 def artifact_dir(study: StudyFile, url: str) -> Path:
@@ -43,7 +60,7 @@ def artifact_dir(study: StudyFile, url: str) -> Path:
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///"):])
         return db.with_name(db.stem + ".artifacts")
-    return Path("runs") / f"{study.name}.artifacts"
+    return Path("runs") / f"{study.base_name or study.name}.artifacts"
 
 
 def open_storage(url: str, read_only: bool = False, **rdb_kwargs: Any) -> optuna.storages.RDBStorage:
@@ -131,11 +148,13 @@ def open_study(
     sections: Sequence[str],
     directions: Sequence[str],
     study_name: str | None = None,
+    metric_names: Sequence[str] | None = None,
 ) -> optuna.Study:
     """Load the study named after ``study`` or create it; refuse a changed study file.
 
     The comparison covers the sections that define results (``sections`` plus the seed), not
-    the storage URL or the description.
+    the storage URL or the description. ``metric_names`` (one per direction, e.g. ``("auc", "bops")``)
+    name the objectives, on creation and on a study stored before qapbo named them.
     """
     name = study_name or study.name
     wanted = study.section(*sections)
@@ -145,9 +164,9 @@ def open_study(
         existing = None
     if existing is not None:
         attrs = existing.user_attrs
-        stored = _before_min_auc(attrs.get(ATTR_CONFIG))
+        stored = _before_min_auc(stored_config(existing))
         if stored is None and not existing.trials:  # a creation that was interrupted: finish it
-            _stamp(existing, study, kind, wanted)
+            _stamp(existing, study, kind, wanted, metric_names)
             return existing
         if attrs.get(ATTR_KIND) != kind:
             raise StudyFileError(f"study {name!r} in this storage is a {attrs.get(ATTR_KIND, 'foreign')} study, "
@@ -160,13 +179,15 @@ def open_study(
             )
         if attrs.get(ATTR_MIN_AUC) != study.min_auc:  # a study from before min_auc existed
             existing.set_user_attr(ATTR_MIN_AUC, study.min_auc)
+        if metric_names is not None:
+            name_metrics(existing, metric_names)
         return existing
     try:
         created = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
     except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
         time.sleep(0.5)
-        return open_study(storage, study, kind, sections, directions, study_name)
-    _stamp(created, study, kind, wanted)
+        return open_study(storage, study, kind, sections, directions, study_name, metric_names)
+    _stamp(created, study, kind, wanted, metric_names)
     return created
 
 
@@ -175,9 +196,44 @@ def stored_changes(existing: optuna.Study, study: StudyFile, sections: Sequence[
 
     Readers of another part's results (refine reads the search) check with this without writing.
     """
-    stored = _before_min_auc(existing.user_attrs.get(ATTR_CONFIG))
+    stored = _before_min_auc(stored_config(existing))
     wanted = study.section(*sections)
     return [] if stored == wanted else describe_changes(stored or {}, wanted)
+
+
+def _study_system_attrs(s: optuna.Study) -> dict[str, Any]:
+    # Optuna 5 has no public reader of a study's system attributes; its own metric_names reads them so
+    return s._storage.get_study_system_attrs(s._study_id)
+
+
+def stored_config(s: optuna.Study) -> dict[str, Any] | None:
+    """The canonical settings ``s`` was created with (None if its creation never finished).
+
+    Read from :data:`~qapbo.records.ATTR_STUDY_FILE`, or from the user attribute of a study stored before it.
+    """
+    stored = _study_system_attrs(s).get(ATTR_STUDY_FILE)
+    if stored is not None:
+        return stored["config"]
+    return s.user_attrs.get(ATTR_CONFIG)
+
+
+def stored_study_text(s: optuna.Study) -> str | None:
+    """The text of the study file ``s`` was created from, wherever it is stored (None if unknown)."""
+    stored = _study_system_attrs(s).get(ATTR_STUDY_FILE)
+    if stored is not None:
+        return stored["text"]
+    return s.user_attrs.get(ATTR_FILE)
+
+
+def name_metrics(s: optuna.Study, names: Sequence[str]) -> None:
+    """Name the objectives of ``s`` (Optuna's ``metric_names``) unless they are named already.
+
+    Workers that race here write the same value; Optuna's storage ignores the loser's duplicate row.
+    """
+    if s.metric_names is None:
+        with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            s.set_metric_names(list(names))
 
 
 def _before_min_auc(stored: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -191,12 +247,17 @@ def _before_min_auc(stored: dict[str, Any] | None) -> dict[str, Any] | None:
     return stored
 
 
-def _stamp(s: optuna.Study, study: StudyFile, kind: str, wanted: dict[str, Any]) -> None:
+def _stamp(s: optuna.Study, study: StudyFile, kind: str, wanted: dict[str, Any],
+           metric_names: Sequence[str] | None) -> None:
     s.set_user_attr(ATTR_MIN_AUC, study.min_auc)
     s.set_user_attr(ATTR_KIND, kind)
-    s.set_user_attr(ATTR_FILE, study.text)
     s.set_user_attr(ATTR_HASH, config_hash(wanted))
-    s.set_user_attr(ATTR_CONFIG, wanted)  # last: its presence marks a complete creation
+    if study.replicates > 1 or study.replicate:  # which replicate of which file: what compare groups by
+        s.set_user_attr(ATTR_REPLICATE, {"of": study.base_name or study.name, "index": study.replicate})
+    if metric_names is not None:
+        name_metrics(s, metric_names)
+    # last: its presence marks a complete creation
+    s._storage.set_study_system_attr(s._study_id, ATTR_STUDY_FILE, {"text": study.text, "config": wanted})
 
 
 def artifact_store(path: Path, create: bool = True) -> optuna.artifacts.FileSystemArtifactStore:

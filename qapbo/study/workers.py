@@ -31,14 +31,15 @@ from qapbo.study.search import prepare_search
 from qapbo.study.storage import redact
 
 
-def _as_worker(path: str, synthetic: bool, rows: int | None, worker: int,
+def _as_worker(path: str | tuple, synthetic: bool, rows: int | None, worker: int,
                run: Callable[[StudyFile, Callable[[str], None]], object]) -> None:
     """What every worker process does around its job: quiet libraries, re-read the file, exit 130 or 2."""
     import warnings
 
     warnings.filterwarnings("ignore", module="brevitas")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = load_study_file(path, synthetic=synthetic, rows=rows)
+    path, replicates, replicate = path if isinstance(path, tuple) else (path, None, 0)
+    study = load_study_file(path, synthetic=synthetic, rows=rows, replicates=replicates).replica(replicate)
     try:
         run(study, lambda msg: print(f"[worker {worker}] {msg}", file=sys.stderr, flush=True))
     except KeyboardInterrupt:  # search: Optuna has marked the running trial FAIL; QAP: levels are stored whole
@@ -48,7 +49,12 @@ def _as_worker(path: str, synthetic: bool, rows: int | None, worker: int,
         sys.exit(2)
 
 
-def _search_worker(path: str, synthetic: bool, rows: int | None, storage: str, n_trials: int | None,
+def _where(study: StudyFile) -> tuple[str, int, int]:
+    """What a worker needs to load the same study file (and replicate) as its parent."""
+    return study.path, study.replicates, study.replicate
+
+
+def _search_worker(path: str | tuple, synthetic: bool, rows: int | None, storage: str, n_trials: int | None,
                    timeout: float | None, worker: int, lines: str = "lines") -> None:
     from qapbo.study.search import run_search
 
@@ -74,7 +80,7 @@ def run_workers(
     studies, url, budget = prepared.studies, prepared.url, prepared.n_trials
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_search_worker, name=f"qapbo-worker-{i}",
-                         args=(study.path, synthetic, rows, url, n_trials, timeout, i, _child(progress)))
+                         args=(_where(study), synthetic, rows, url, n_trials, timeout, i, _child(progress)))
              for i in range(workers)]
     say(f"starting {workers} workers on {redact(url)}")
     total = None if budget is None else budget * len(studies)
@@ -82,7 +88,7 @@ def run_workers(
     return [optuna.load_study(study_name=s.study_name, storage=url) for s in studies]
 
 
-def _chain_worker(path: str, synthetic: bool, rows: int | None, storage: str, queue, worker: int,
+def _chain_worker(path: str | tuple, synthetic: bool, rows: int | None, storage: str, queue, worker: int,
                   lines: str, kind: str) -> None:
     from qapbo.study.qap import run_qap
     from qapbo.study.refine import run_refine
@@ -122,7 +128,7 @@ def run_chain_workers(
         queue.put(i)
     queue.cancel_join_thread()  # chains left after a Ctrl-C must not hold up our exit
     procs = [ctx.Process(target=_chain_worker, name=f"qapbo-{kind}-worker-{i}",
-                         args=(study.path, synthetic, rows, prep.url, queue, i, _child(progress), kind))
+                         args=(_where(study), synthetic, rows, prep.url, queue, i, _child(progress), kind))
              for i in range(workers)]
     _run(procs, [prep.study], prep.total, "levels (all workers)", progress)
     return optuna.load_study(study_name=prep.study.study_name, storage=prep.url)

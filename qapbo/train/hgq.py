@@ -842,7 +842,7 @@ def _layer_formats(model) -> list[dict[str, np.ndarray]]:
 
 
 def hgq_ebops(layers: list[dict[str, np.ndarray]]) -> tuple[float, list[float]]:
-    """qapbo's ``ebops`` (``hgq2-ebops-v1``, :func:`qapbo.cost.linear_ebops`) of HGQ2's per-weight formats.
+    """qapbo's ``ebops`` (``hgq2-ebops-v1``, :func:`qapbo.cost.perweight.layer_ebops`) of HGQ2's per-weight formats.
 
     Per layer ``sum_ij in_width_j * bits(w_int_ij) + sum_i b_width_i [b_i != 0]``, where
     ``w_int_ij = w_ij * 2**f_ij`` is weight ij's integer value at its own fraction bits,
@@ -851,14 +851,20 @@ def hgq_ebops(layers: list[dict[str, np.ndarray]]) -> tuple[float, list[float]]:
     that of bias i's. With one format per layer this is exactly what :mod:`qapbo.cost` computes for
     a Brevitas net with power-of-two scales.
     """
-    from qapbo.cost.measure import linear_ebops
+    from qapbo.cost.perweight import layer_ebops
 
-    per = []
-    for r in layers:
-        w_int = _integers(r["w"] * 2.0 ** r["w_f"], "weight")
-        b_nz = r["b"] != 0
-        per.append(float(linear_ebops(w_int.T, r["in_width"].astype(np.int64), np.where(b_nz, r["b_width"], 0).astype(np.int64))))
+    per = [float(layer_ebops(_codes(r).T, r["in_width"], _nonzero(r), r["b_width"])) for r in layers]
     return float(sum(per)), per
+
+
+def _codes(r: dict[str, np.ndarray]) -> np.ndarray:
+    """The integer codes of a layer's weights at their own fraction bits, (inputs, outputs)."""
+    return _integers(r["w"] * 2.0 ** r["w_f"], "weight")
+
+
+def _nonzero(r: dict[str, np.ndarray]) -> np.ndarray:
+    """1 for each non-zero bias: all either cost reads of a bias besides its configured width."""
+    return (r["b"] != 0).astype(np.int64)
 
 
 def _integers(v: np.ndarray, what: str) -> np.ndarray:
@@ -869,7 +875,7 @@ def _integers(v: np.ndarray, what: str) -> np.ndarray:
 
 
 def hgq_bops(layers: list[dict[str, np.ndarray]]) -> tuple[float, list[float]]:
-    """BOPs of HGQ2's per-weight formats, ``hawks2021-perweight-v1``.
+    """BOPs of HGQ2's per-weight formats, ``hawks2021-perweight-v1`` (:func:`qapbo.cost.perweight.layer_bops`).
 
     qapbo's BOPs (:mod:`qapbo.bops`, Hawks et al. 2021) of a layer with n inputs, m outputs,
     weight bits b_w, input bits b_a and a share p of non-zero weights and biases is
@@ -883,13 +889,9 @@ def hgq_bops(layers: list[dict[str, np.ndarray]]) -> tuple[float, list[float]]:
     trained down to 0 bits has width 0 (the weight, or the input, is gone). p counts the quantized
     weights and biases that are non-zero, as qapbo's BOPs do.
     """
-    per = []
-    for r in layers:
-        n, m = r["w"].shape
-        ba = r["in_width"].astype(np.float64)
-        bw = r["w_width"].astype(np.float64)
-        p = (np.count_nonzero(r["w"]) + np.count_nonzero(r["b"])) / (r["w"].size + r["b"].size)
-        per.append(float(p * (ba @ bw).sum() + (ba[:, None] + bw).sum() + m * n * math.log2(n)))
+    from qapbo.cost.perweight import layer_bops
+
+    per = [layer_bops(_codes(r).T, r["in_width"], r["w_width"].T, _nonzero(r)) for r in layers]
     return float(sum(per)), per
 
 
@@ -923,6 +925,30 @@ def hgq_costs(model, x_calib: np.ndarray, traced: HgqTrace | None = None) -> dic
         "bops": bops, "bops_per_layer": bops_per, "bops_definition": DEFINITIONS["bops"],
         "cost_seconds": traced.trace_seconds, "calibration_rows": int(len(x_calib)),
     }
+
+
+@dataclass(frozen=True)
+class HgqSpent:
+    """What one run of a workdir has trained so far (its last backup): the compute behind its checkpoints."""
+
+    run: str
+    epochs: int
+    seconds: float
+    cpu_seconds: float
+
+
+def spent(workdir: str | os.PathLike, settings: HgqSettings) -> list[HgqSpent]:
+    """Epochs, wall and CPU seconds of every run of ``settings`` in ``workdir``, as backed up (0 before the first)."""
+    out = []
+    for name, _ in settings.runs():
+        path = Path(workdir) / name / "backup" / "backup.npz"
+        meta: dict[str, Any] = {"epoch": 0, "state": {"seconds": 0.0, "cpu_seconds": 0.0}}
+        if path.exists():
+            with np.load(path) as z:
+                meta = json.loads(str(z["__meta__"]))
+        out.append(HgqSpent(name, int(meta["epoch"]), float(meta["state"]["seconds"]),
+                            float(meta["state"]["cpu_seconds"])))
+    return out
 
 
 def clear_workdir(workdir: str | os.PathLike) -> None:
