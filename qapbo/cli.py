@@ -260,13 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="none: particles as generated (default); release: the hls4ml release's simplified "
                           "detector (tracks, ECAL/HCAL cells, smearing)")
     gen.add_argument("--selection", choices=["matched", "leading"], default=None,
-                     help="matched: jets matched to the hard object, pT 0.8-1.6 TeV (default); leading: the "
-                          "leading jet of each event, as the release")
+                     help="leading: the leading jet of each event, as the release (default); matched: jets "
+                          "matched to the hard object, pT 0.8-1.6 TeV (the earlier default)")
     gen.add_argument("--radius", type=_float, default=None, help="anti-kT radius (default: 0.8)")
     gen.add_argument("--zlogz", choices=["pt", "energy"], default=None,
-                     help="zlogz fractions: pt (default) or energy (the release)")
+                     help="zlogz fractions: energy (the release; default) or pt")
     gen.add_argument("--undefined", choices=["fill", "drop"], default=None,
-                     help="jets with undefined ratio features: fill (default) or drop and count them (the release)")
+                     help="jets with undefined ratio features: drop and count them (the release; default) or fill")
     _progress_arg(gen, "bars on a terminal, else one line per finished chunk")
     gen.set_defaults(func=cmd_data_generate)
 

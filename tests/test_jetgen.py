@@ -25,7 +25,7 @@ import pytest
 from qapbo.data import pythia as jetgen
 from qapbo.data.config import DataConfig
 from qapbo.data.split import load_data
-from qapbo.errors import DataError
+from qapbo.errors import DataError, StudyFileError
 
 ROWS, CHUNK = 1000, 100
 #: The settings every set had before the options existed (particle level, matched, pT zlogz, fill):
@@ -462,7 +462,12 @@ def test_study_files_take_the_generation_options():
 
     base = 'name = "x"\n[qap]\n[data]\nsource = "pythia-jets"\nn_rows = 1000\n'
     plain = parse_study(base)
-    assert plain.data.detector is None and "detector" not in plain.canonical["data"]  # older hashes kept
+    # unset options are stored as made (today's defaults), so a later change of default is noticed
+    assert {k: plain.canonical["data"][k] for k in jetgen.OPTIONS} == \
+        {"detector": "none", "selection": "leading", "radius": 0.8, "zlogz": "energy", "undefined": "drop"}
+    assert plain.data.selection == "leading"
+    with pytest.raises(StudyFileError, match="detector 'ideal' is not known"):
+        parse_study(base + 'detector = "ideal"\n')
     s = parse_study(base + 'detector = "release"\nselection = "leading"\nradius = 0.4\nzlogz = "energy"\n'
                            'undefined = "drop"\n')
     assert (s.data.detector, s.data.selection, s.data.radius, s.data.zlogz, s.data.undefined) == \

@@ -11,6 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from qapbo.errors import StudyFileError
 from qapbo.records import (
     ATTR_CONSTRAINT_NAMES,
     CONSTRAINTS_KEY,
@@ -201,3 +202,31 @@ def test_a_creation_cut_short_is_finished_on_the_next_open(tmp_path):
     s = open_study(rdb, study, "qap", ("data", "train", "qap"), ("maximize", "minimize"), "t-qap",
                    metric_names=("auc", "bops"))
     assert stored_config(s) == study.section("data", "train", "qap") and s.metric_names == ["auc", "bops"]
+
+
+def test_a_pythia_study_stored_before_the_default_changed_is_not_resumed_on_other_jets(tmp_path):
+    # Before issue 24 unset pythia-jets options stayed out of the stored settings and meant matched
+    # jets, pT zlogz and fill. Today's defaults differ, so the same file must not resume that study.
+    text = QAP.replace("n_rows = 1000", 'source = "pythia-jets"\nn_rows = 1000')
+    sections, directions = ("data", "train", "qap"), ("maximize", "minimize")
+    study = parse_study(text)
+    assert {k: study.canonical["data"][k] for k in ("detector", "selection", "radius", "zlogz", "undefined")} \
+        == {"detector": "none", "selection": "leading", "radius": 0.8, "zlogz": "energy", "undefined": "drop"}
+    rdb = open_storage(f"sqlite:///{tmp_path}/old.db")
+    s = open_study(rdb, study, "qap", sections, directions, "t-qap")
+    old = json.loads(json.dumps(stored_config(s)))
+    for k in ("detector", "selection", "radius", "zlogz", "undefined"):
+        del old["data"][k]  # as the code before issue 24 stored it
+    s._storage.set_study_system_attr(s._study_id, "qapbo:study_file", {"text": text, "config": old})
+    with pytest.raises(StudyFileError) as err:
+        open_study(rdb, study, "qap", sections, directions, "t-qap")
+    assert 'data.selection: "matched" -> "leading"' in str(err.value)
+    assert 'write selection = "matched", zlogz = "pt", undefined = "fill" in [data]' in str(err.value)
+    # the earlier defaults written out resume it; naming the detector the old study left out is harmless
+    legacy = text.replace("n_rows = 1000", 'n_rows = 1000\ndetector = "none"\nselection = "matched"\n'
+                                           'zlogz = "pt"\nundefined = "fill"')
+    assert open_study(rdb, parse_study(legacy), "qap", sections, directions, "t-qap")._study_id == s._study_id
+    # one that names another value is refused as any changed setting is
+    with pytest.raises(StudyFileError, match=r'data.radius: 0.8 -> 0.4'):
+        open_study(rdb, parse_study(legacy.replace('detector = "none"', "radius = 0.4")), "qap", sections,
+                   directions, "t-qap")

@@ -77,5 +77,9 @@ class DataConfig:
             raise DataError(f"fold {self.fold} of {self.folds} folds: use folds >= 1 and 0 <= fold < folds")
         if not 0.0 <= self.randomize_labels < 1.0:
             raise DataError(f"randomize_labels is {self.randomize_labels}: use a share in [0, 1)")
+        given = [k for k in ("detector", "selection", "radius", "zlogz", "undefined") if getattr(self, k) is not None]
+        if given and self.source != "pythia-jets":
+            raise DataError(f"{', '.join(given)} only applies to pythia-jets (it sets how jets are generated); "
+                            f"remove it for source {self.source!r}")
         if self.max_rows is not None and self.max_rows < 100:
             raise DataError(f"max_rows is {self.max_rows}: use at least 100 rows or leave it unset")

@@ -182,6 +182,22 @@ def options(given: dict[str, Any]) -> dict[str, Any]:
     return {OPTIONS[k]: float(v) if k == "radius" else v for k, v in given.items() if v is not None}
 
 
+def effective_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Every option (OPTIONS names) with the value a set is made with: ``given``'s, else the default.
+
+    Study files store these rather than the options as written: a study resumed after a default
+    changes must notice that its data would change instead of silently continuing on another set.
+    """
+    settings = GenSettings(**options(given))
+    settings.validate()
+    return {k: getattr(settings, f) for k, f in OPTIONS.items()}
+
+
+def legacy_options() -> dict[str, Any]:
+    """What a stored study file that named no option meant (the defaults before issue 24)."""
+    return {k: LEGACY.get(f, getattr(GenSettings(), f)) for k, f in OPTIONS.items()}
+
+
 def chunk_seed(seed: int, cls: str, chunk: int) -> int:
     """Pythia's seed for one chunk: in 1..900,000,000 (0 would mean 'from the clock')."""
     state = np.random.SeedSequence([seed, CLASSES.index(cls), chunk]).generate_state(1, np.uint64)[0]

@@ -233,9 +233,7 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     for sec, schema in SECTIONS.items():
         if sec in sections or sec in ("data", "train") or (sec == "objectives" and "search" in sections):
             canonical[sec] = _check(sections.get(sec, {}), schema, where, f"[{sec}]")
-    for k in _JET_OPTIONS:  # unset generation options stay out of the canonical form (older studies keep their hash)
-        if canonical["data"][k] is None:
-            del canonical["data"][k]
+    _settle_jet_options(canonical["data"], where)
     if "refine" in canonical and "search" not in canonical:
         raise StudyFileError(f"{where}: [refine] refines the members of the search's front; add a [search] "
                              "section (or remove [refine])")
@@ -332,6 +330,21 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
                      refine=refine, hgq=hgq, path=where, canonical=canonical, text=text, min_auc=min_auc,
                      replicates=n_rep, replicate=replicate, base_name=canonical.get("replicate", {}).get("of", name),
                      synthetic=synthetic, rows=rows)
+
+
+def _settle_jet_options(data: dict[str, Any], where: str) -> None:
+    """pythia-jets options as the set is made (written or default), so that a stored study notices a
+    changed default (:func:`qapbo.study.storage.stored_changes`); other sources leave unset ones out."""
+    given = {k: data.pop(k) for k in _JET_OPTIONS}
+    if data["source"] != "pythia-jets":
+        data.update({k: v for k, v in given.items() if v is not None})  # DataConfig.validate refuses them
+        return
+    from qapbo.data.pythia import effective_options
+
+    try:
+        data.update(effective_options(given))
+    except QapboError as exc:
+        raise StudyFileError(f"{where}: [data] {exc}") from None
 
 
 def _hgq_settings(h: dict[str, Any], seed: int, where: str) -> HgqSettings:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 import optuna
 import torch
 
+from qapbo.data.pythia import legacy_options
 from qapbo.errors import StorageError, StudyFileError
 from qapbo.nn.models import JetTagger, build_model
 from qapbo.nn.spec import ModelSpec
@@ -164,7 +165,7 @@ def open_study(
         existing = None
     if existing is not None:
         attrs = existing.user_attrs
-        stored = _before_min_auc(stored_config(existing))
+        stored = _as_today(stored_config(existing))
         if stored is None and not existing.trials:  # a creation that was interrupted: finish it
             _stamp(existing, study, kind, wanted, metric_names)
             return existing
@@ -196,9 +197,19 @@ def stored_changes(existing: optuna.Study, study: StudyFile, sections: Sequence[
 
     Readers of another part's results (refine reads the search) check with this without writing.
     """
-    stored = _before_min_auc(stored_config(existing))
+    raw = stored_config(existing)
+    stored = _as_today(raw)
     wanted = study.section(*sections)
-    return [] if stored == wanted else describe_changes(stored or {}, wanted)
+    if stored == wanted:
+        return []
+    changes = describe_changes(stored or {}, wanted)
+    unnamed = [k for k in legacy_options() if k not in ((raw or {}).get("data") or {})
+               and (stored or {}).get("data", {}).get(k) != wanted.get("data", {}).get(k)]
+    if unnamed and "data" in (stored or {}) and "data" in wanted:
+        changes.append("pythia-jets' defaults changed since this study was stored; to resume it on its own "
+                       "jets write " + ", ".join(f"{k} = {json.dumps(stored['data'][k])}" for k in unnamed)
+                       + " in [data]")
+    return changes
 
 
 def _study_system_attrs(s: optuna.Study) -> dict[str, Any]:
@@ -236,14 +247,19 @@ def name_metrics(s: optuna.Study, names: Sequence[str]) -> None:
             s.set_metric_names(list(names))
 
 
-def _before_min_auc(stored: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A config stored before qapbo had min_auc resumes under the default (its trials get it when compared)."""
+def _as_today(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A config as today's code writes it. Stored before qapbo had min_auc, it resumes under the
+    default (its trials get it when compared); pythia-jets options it leaves out were made with their
+    earlier defaults, which today's canonical form spells out (:func:`qapbo.data.pythia.effective_options`)."""
     if stored is None:
         return None
     stored = json.loads(json.dumps(stored))
     for sec in ("qap", "objectives"):
         if isinstance(stored.get(sec), dict):
             stored[sec].setdefault("min_auc", DEFAULT_MIN_AUC)
+    data = stored.get("data")
+    if isinstance(data, dict) and data.get("source") == "pythia-jets":
+        stored["data"] = {**legacy_options(), **data}
     return stored
 
 
