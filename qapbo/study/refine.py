@@ -231,7 +231,7 @@ def run_refine(
              "level": IntDistribution(0, max(len(c) for c in prep.chains.values()) - 1)}
     say(f"refine {study.name}: {len(prep.members)} member(s) of the front of {', '.join(prep.study.user_attrs[ATTR_REFINE_OF])}"
         f" ({', '.join(labels)}); {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)} "
-        f"(study {prep.study.study_name}); data: {prep.data.label}")
+        f"(study {prep.study.study_name}); data: {prep.data.label} ({prep.data.sizes})")
     if prep.front_changed:
         say("the search's front has changed since this refine study started; refining the members chosen "
             "then (a new front needs a new study name)")
