@@ -89,8 +89,9 @@ def test_verdicts_and_their_rule():
     assert text.startswith("search leads QAP on hypervolume: median 1.206 [1.025, 1.273] against 0.970 [0.900, 1.010]")
     assert "95 % bootstrap intervals; 5 and 5 replicates" in text and "P(search > QAP) = 1.00" in text
     assert "Mann-Whitney p = 0.00794" in text
-    # the other way round, the same verdict
-    assert compare_pair(qap, SEARCH, names=("QAP", "search")).leader == "search"
+    # the other way round, the same verdict, and the sentence still names the leader with its own numbers
+    back = compare_pair(qap, SEARCH, names=("QAP", "search"))
+    assert back.leader == "search" and verdict_sentence(back) == text
     # overlapping samples -> not distinguishable
     close = [1.10, 1.20, 1.22, 1.15, 1.30]
     w = compare_pair(SEARCH, close, names=("search", "refine"))

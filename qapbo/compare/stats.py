@@ -133,11 +133,12 @@ def _interval_text(i: Interval, digits: int) -> str:
 
 def verdict_sentence(v: PairVerdict, what: str = "hypervolume", digits: int = 3) -> str:
     """One sentence: who leads (or "not distinguishable"), each median with its interval, A and p."""
+    if v.leader == v.b:  # the leader comes first, with its own median and its P(leader > other)
+        v = v._replace(a=v.b, b=v.a, a_interval=v.b_interval, b_interval=v.a_interval, superiority=1.0 - v.superiority)
     if v.leader is None:
         head = f"{v.a} and {v.b} are not distinguishable on {what}"
     else:
-        other = v.b if v.leader == v.a else v.a
-        head = f"{v.leader} leads {other} on {what}"
+        head = f"{v.a} leads {v.b} on {what}"
     ci = f"{v.a_interval.confidence:.0%}".replace("%", " %")
     return (f"{head}: median {_interval_text(v.a_interval, digits)} against {_interval_text(v.b_interval, digits)} "
             f"({ci} bootstrap intervals; {v.a_interval.n} and {v.b_interval.n} replicates), "
