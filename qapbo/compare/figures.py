@@ -412,8 +412,8 @@ def attainment_figure(cmp: Comparison) -> Figure:
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(f"Attainment surfaces in AUC versus {cmp.label}: 50 % (solid) is the front the median replicate "
-                 "attains, 25 % (dashed) the best quarter's, 75 % (dotted) the worst quarter's\n"
+    ax.set_title(f"Attainment surfaces in AUC versus {cmp.label}\n50 % (solid): the front the median replicate "
+                 "attains; 25 % (dashed): the best quarter's; 75 % (dotted): the worst quarter's\n"
                  + _data_note(cmp), fontsize=9)
     return fig
 
