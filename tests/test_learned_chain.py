@@ -239,3 +239,17 @@ def test_the_shared_front_rule_keeps_only_undominated_states():
     assert front_after([a, b], {"val_auc": 0.8, "ebops": 100.0}) is None  # equal: weakly dominated
     assert front_after([a, b], {"val_auc": 0.9, "ebops": 40.0}) == []  # beats both
     assert np.isclose(front_after([a, b], {"val_auc": 0.85, "ebops": 60.0})[0]["ebops"], 50.0)  # drops a only
+
+
+def test_points_within_a_cpu_budget_are_those_stored_by_then(run):
+    from qapbo.compare.compute import points_within
+    from qapbo.compare.results import load_results
+    from qapbo.records import is_feasible
+    from qapbo.study.storage import open_storage
+
+    (r,) = load_results(open_storage(run[1], read_only=True), ["c-learned"], cost="luts")
+    feasible = [(t.values[0], t.values[1]) for t in sorted(r.trials, key=lambda t: t.number) if is_feasible(t)]
+    assert points_within(r, cpu_seconds=r.cpu_seconds) == feasible and len(feasible) >= 3
+    assert points_within(r, cpu_seconds=0.0) == []
+    first = min(r.trials, key=lambda t: t.number)
+    assert points_within(r, cpu_seconds=first.user_attrs["cpu_seconds"]) == feasible[:1]
