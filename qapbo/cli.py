@@ -653,7 +653,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = load_data(_data_config(args, test_path=args.test_path, label_column=args.label_column))
     spec = spec.sized_for(data.n_features, data.n_classes)
     if data.source not in ("hdf5", "openml"):
-        print(f"note: training on {data.label}", file=sys.stderr)
+        print(f"note: training on {data.label} ({data.sizes})", file=sys.stderr)
     from qapbo.progress import EPOCH_SUMMARY_EVERY
     from qapbo.progress import bar as progress_bar
 

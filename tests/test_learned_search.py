@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from qapbo.cost.bops import linear_bops
-from qapbo.errors import SpaceError
+from qapbo.errors import SpaceError, StudyFileError
 from qapbo.nn.learned import LearnedTagger
 from qapbo.nn.spec import ModelSpec
 from qapbo.study.early_stop import nominal_bops
@@ -183,3 +183,41 @@ beta = { low = 1e-6, high = 1e-4, log = true }"""
     for t in trials:
         assert ("beta" in t.params) == (t.params["precision"] == "learned")
         assert ("bits" in t.params) == (t.params["precision"] == "fixed")
+
+
+def test_refine_takes_a_learned_member_up_a_rising_beta(tmp_path):
+    from qapbo.study.refine import run_refine
+
+    space = LEARNED.replace("beta = { choices = [1e-6, 1e-4] }", "beta = { choices = [1e-6, 1e-5] }")
+    text = FILE.format(n_trials=2, space=space) + "[refine]\nmembers = 1\nbetas = [10, 1000]\n"
+    study = parse_study(text, "lr.toml")
+    url = f"sqlite:///{tmp_path}/lr.db"
+    (ostudy,) = prepare_search(study, storage=url, say=quiet).studies
+    ostudy.enqueue_trial(dict(n_layers=1, width_1=32, beta=1e-5, lr=0.003))
+    ostudy.enqueue_trial(dict(n_layers=1, width_1=4, beta=1e-6, lr=0.003))
+    run_search(study, storage=url, progress=False, log=quiet)
+    lines: list[str] = []
+    refine = run_refine(study, storage=url, progress="lines", log=lines.append)
+    levels = sorted(refine.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.params["level"])
+    member = ostudy.trials[int(levels[0].params["member"].split("#")[1])]
+    own = member.params["beta"]
+    assert [t.user_attrs["target_beta"] for t in levels] == pytest.approx([own, 10 * own, 1000 * own]), lines
+    assert levels[0].user_attrs["auc"] == member.user_attrs["auc"] and levels[0].user_attrs["epochs"] == 0
+    store = artifact_store(artifact_dir(study, url))
+    for t in levels:
+        model, _ = load_checkpoint(store, t.user_attrs["checkpoint"])
+        assert isinstance(model, LearnedTagger) and model.spec.beta == pytest.approx(t.user_attrs["target_beta"])
+        assert t.user_attrs["model"]["beta"] == pytest.approx(t.user_attrs["target_beta"])
+        assert math.isclose(float(model.ebops().detach()), t.user_attrs["ebops"]) and t.values[1] == t.user_attrs["bops"]
+    for t in levels[1:]:
+        assert t.user_attrs["epochs"] > 0 and t.user_attrs["train_config"]["seed"] == levels[1].user_attrs[
+            "train_config"]["seed"] + t.params["level"] - 1
+    # a thousand times the member's beta costs it most of its EBOPs
+    assert levels[2].user_attrs["ebops"] < 0.5 * levels[0].user_attrs["ebops"]
+
+
+def test_refine_betas_are_validated():
+    for bad, says in [("[0.5, 2]", "above 1"), ("[3, 3]", "increase strictly"), ("[]", "non-empty")]:
+        with pytest.raises(StudyFileError, match=says):
+            parse_study(FILE.format(n_trials=1, space=LEARNED) + f"[refine]\nbetas = {bad}\n", "b.toml")
+    assert "betas" not in parse_study(FILE.format(n_trials=1, space=LEARNED) + "[refine]\n").canonical["refine"]

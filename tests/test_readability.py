@@ -89,3 +89,19 @@ def test_trial_and_level_lines_name_the_test_sets_macro_auc(tmp_path):
     trial = next(x for x in lines if x.startswith("trial   0"))
     level = next(x for x in lines if " level  0 " in x)
     assert "macro AUC (test) 0." in trial and "macro AUC (test) 0." in level, (trial, level)
+
+
+def test_a_runs_first_line_names_the_table_and_its_split(tmp_path):
+    from qapbo.study.file import parse_study
+    from qapbo.study.qap import run_qap
+
+    rows = ["a,b,kind"] + [f"{(i % 3) + 0.1 * (i % 7)},{(i * 37) % 11},{'xyz'[i % 3]}" for i in range(300)]
+    (tmp_path / "wine.csv").write_text("\n".join(rows) + "\n")
+    text = (f"name = 't'\n[data]\nsource = 'table'\npath = '{tmp_path / 'wine.csv'}'\nlabel_column = 'kind'\n"
+            "[train]\nepochs = 1\nbatch_size = 64\n[qap]\nhidden = [4]\nprecisions = [8]\nmodes = ['ft']\n"
+            "schedule = [0.0]\n")
+    lines: list[str] = []
+    run_qap(parse_study(text, "t.toml"), storage=f"sqlite:///{tmp_path}/t.db", progress="lines", log=lines.append)
+    first = next(x for x in lines if x.startswith("qap t:"))
+    # 300 rows: 20 % test, then 20 % of the rest validation (as scikit-learn's train_test_split rounds)
+    assert first.endswith("data: table wine.csv (180 train / 60 validation / 60 test rows, 3 classes)"), first

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -67,7 +68,16 @@ class JetData:
         """How outputs name this data; says "synthetic" or "no detector simulation" whenever it is."""
         if self.generation and self.generation.get("note"):  # pythia-jets: what the set says it is
             return f"{self.source}: {self.generation['note']}"
+        if self.config is not None and self.config.path and self.source in ("table", "hdf5"):
+            files = [Path(p).name for p in (self.config.path, self.config.test_path) if p]
+            return f"{self.source} {' + '.join(files)}"
         return data_label(self.source)
+
+    @property
+    def sizes(self) -> str:
+        """The split, as the lines that open a run print it beside :attr:`label`."""
+        return (f"{len(self.y_train):,} train / {len(self.y_val):,} validation / {len(self.y_test):,} test rows, "
+                f"{self.n_classes} classes")
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -59,7 +59,7 @@ _OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, Non
                "min_auc": (float, DEFAULT_MIN_AUC)}
 #: [refine] (qapbo.study.refine): which front members, and the cumulative pruned fractions to take them to.
 #: Fine-tune only: a member's initial weights are not stored, so a lottery-ticket rewind is impossible.
-_REFINE = {"members": (object, "all"), "schedule": (list, list(PROTOCOL_SCHEDULE[1:]))}
+_REFINE = {"members": (object, "all"), "schedule": (list, list(PROTOCOL_SCHEDULE[1:])), "betas": (list, None)}
 
 
 def _run_schema(defaults: dict[str, Any]) -> dict[str, tuple[type, Any]]:
@@ -104,6 +104,9 @@ class RefineSettings:
 
     members: int | None  # the k members spread best along the front; None: all of it
     schedule: tuple[float, ...]  # cumulative pruned fractions; each member gets those above its own
+    # a learned-precision member (it prunes itself) is fine-tuned under a rising beta instead: its
+    # own beta times each factor, level by level
+    betas: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,8 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
     if "refine" in canonical:
         refine = _refine_settings(canonical["refine"], where)
         canonical["refine"]["schedule"] = list(refine.schedule)
+        if canonical["refine"]["betas"] is None:
+            del canonical["refine"]["betas"]  # unset: out of the canonical form (older studies keep their hash)
     hgq = None
     if "hgq" in canonical:
         if data.folds > 1 or len(share_list) > 1:
@@ -441,7 +446,17 @@ def _refine_settings(r: dict[str, Any], where: str) -> RefineSettings:
         fail(f"schedule {schedule}: fractions must lie in (0, 1); level 0 is the member itself")
     if any(b <= a for a, b in zip(schedule, schedule[1:])):
         fail(f"schedule {schedule} must increase strictly (cumulative fractions)")
-    return RefineSettings(members=None if members == "all" else members, schedule=tuple(schedule))
+    betas = r["betas"]
+    if betas is None:
+        return RefineSettings(members=None if members == "all" else members, schedule=tuple(schedule))
+    if not betas or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in betas):
+        fail("betas must be a non-empty list of factors of a learned member's own beta, e.g. [3, 10, 30]")
+    betas = [float(v) for v in betas]
+    if any(not (math.isfinite(v) and v > 1.0) for v in betas) or any(b <= a for a, b in zip(betas, betas[1:])):
+        fail(f"betas {betas}: factors must be above 1 and increase strictly (each level raises the member's "
+             "own beta further)")
+    return RefineSettings(members=None if members == "all" else members, schedule=tuple(schedule),
+                          betas=tuple(betas))
 
 
 def _int_list(v: Any, key: str, where: str) -> tuple[int, ...]:

@@ -116,7 +116,7 @@ def run_hgq(
     schedule = f"betas {', '.join(f'{b:g}' for b in h.betas)}" if h.betas else f"beta ramp {h.beta0:g} -> {h.beta1:g}"
     say(f"hgq {study.name}: {len(prep.finished)}/{len(h.seeds)} seeds already stored in {redact(prep.url)} "
         f"(study {prep.study.study_name}); HGQ2 {prep.data.n_features}-{'-'.join(map(str, h.hidden))}-"
-        f"{prep.data.n_classes}, {h.epochs} epochs per run, {schedule}; data: {prep.data.label}")
+        f"{prep.data.n_classes}, {h.epochs} epochs per run, {schedule}; data: {prep.data.label} ({prep.data.sizes})")
     for seed in prep.todo(h.seeds):
         workdir = hgq_workdir(study, prep.url, seed)
         with EpochProgress(mode, say, h.epochs, f"hgq seed {seed}") as on_epoch:

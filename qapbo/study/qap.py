@@ -113,7 +113,7 @@ def run_qap(
     }
     first = next(iter(prep.data.values()))
     say(f"qap {study.name}: {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)} "
-        f"(study {prep.study.study_name}); data: {first.label}")
+        f"(study {prep.study.study_name}); data: {first.label} ({first.sizes})")
 
     bars = LevelBars(prep.total, len(prep.done), study.train.epochs, enabled=mode == "bars")
     levels = LevelStore(prep.study, dists, "qap", ("bops",), study.min_auc, bars, say)

@@ -42,8 +42,9 @@ from qapbo.study.storage import (
     storage_url,
     stored_changes,
 )
+from qapbo.train.loop import EpochLog
 from qapbo.train.measure import measure, versions
-from qapbo.train.prune import iterative_pruning
+from qapbo.train.prune import iterative_pruning, rising_beta
 
 #: study user attributes of a refine study
 ATTR_MEMBERS = "qapbo_refine_members"  # the chosen members, frozen at creation: [{study, number}]
@@ -93,8 +94,19 @@ def member_sparsity(t: FrozenTrial) -> float:
     return float(t.user_attrs.get("target_sparsity", t.user_attrs.get("sparsity", 0.0)))
 
 
+def is_learned(member: FrozenTrial) -> bool:
+    return member.user_attrs.get("model", {}).get("precision") == "learned"
+
+
 def levels_for(study: StudyFile, member: FrozenTrial) -> tuple[float, ...]:
-    """The member's chain: its own sparsity, then every scheduled fraction strictly above it."""
+    """The member's chain: its own sparsity, then every scheduled fraction strictly above it.
+
+    A learned-precision member prunes itself (a weight at 0 bits is zero), so its chain is one of
+    rising EBOPs weight instead: its own ``beta``, then that times each ``[refine] betas`` factor.
+    """
+    if is_learned(member):
+        own = float(member.user_attrs["model"]["beta"])
+        return (own, *(own * f for f in study.refine.betas))
     own = member_sparsity(member)
     return (own, *(f for f in study.refine.schedule if f > own + 1e-9))
 
@@ -231,7 +243,7 @@ def run_refine(
              "level": IntDistribution(0, max(len(c) for c in prep.chains.values()) - 1)}
     say(f"refine {study.name}: {len(prep.members)} member(s) of the front of {', '.join(prep.study.user_attrs[ATTR_REFINE_OF])}"
         f" ({', '.join(labels)}); {len(prep.done)}/{prep.total} levels already stored in {redact(prep.url)} "
-        f"(study {prep.study.study_name}); data: {prep.data.label}")
+        f"(study {prep.study.study_name}); data: {prep.data.label} ({prep.data.sizes})")
     if prep.front_changed:
         say("the search's front has changed since this refine study started; refining the members chosen "
             "then (a new front needs a new study name)")
@@ -258,10 +270,7 @@ def _run_member(prep: PreparedRefine, store, study: StudyFile, member: tuple[str
                 levels: LevelStore) -> None:
     name, src = member
     tag = label(name, src.number)
-    if src.user_attrs.get("model", {}).get("precision") == "learned":  # pruning would raise SpecError
-        levels.say(f"refine: {tag} has learned per-weight precision (its 0-bit weights are its pruning); refine "
-                   "prunes fixed-bit members only, so it is left out")
-        return
+    learned = is_learned(src)
     chain = prep.chains[tag]
     stored = sorted(lvl for (m, lvl) in prep.done if m == tag)
     if len(stored) == len(chain):
@@ -272,7 +281,8 @@ def _run_member(prep: PreparedRefine, store, study: StudyFile, member: tuple[str
     ostudy = prep.study
 
     def store_level(level: int, rec: dict, ckpt: str) -> None:
-        levels.add({"member": tag, "level": level}, rec, ckpt, desc, target_sparsity=chain[level], member=tag)
+        target = {"target_beta": chain[level]} if learned else {"target_sparsity": chain[level]}
+        levels.add({"member": tag, "level": level}, rec, ckpt, desc, member=tag, **target)
 
     # level 0 is the member's own checkpoint; later levels each have their own
     last = src if len(stored) <= 1 else prep.done[(tag, stored[-1])]
@@ -290,9 +300,13 @@ def _run_member(prep: PreparedRefine, store, study: StudyFile, member: tuple[str
             return
     tc = src.user_attrs["train_config"]  # the member's own lr and L1; the study's budget
     config = replace(study.train, lr=float(tc["lr"]), l1=float(tc["l1"]), seed=member_seed(study, name, src.number))
-    for res in iterative_pruning(model, prep.data, config, chain, "ft", {}, start_level=len(stored),
-                                 on_epoch=lambda lvl, log: levels.bars.epoch(f"{tag} level {lvl}/{len(chain) - 1}",
-                                                                             log)):
+    def on_epoch(lvl: int, log: EpochLog) -> None:
+        levels.bars.epoch(f"{tag} level {lvl}/{len(chain) - 1}", log)
+
+    steps = (rising_beta(model, prep.data, config, chain, len(stored), on_epoch) if learned else
+             iterative_pruning(model, prep.data, config, chain, "ft", {}, start_level=len(stored), on_epoch=on_epoch))
+    for res in steps:
         rec = res.measurement.record
         meta = {"study": ostudy.study_name, "member": tag, "level": res.level, "bits": bits}
         store_level(res.level, rec, save_checkpoint(store, ostudy, res.measurement.model, meta))
+

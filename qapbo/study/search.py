@@ -316,7 +316,7 @@ def run_search(
             f"{f'; {len(again)} interrupted trial(s) ({_numbers(again)}) queued to run again with the same parameters' if again else ''}; budget "
             f"{run.n_trials if run.n_trials is not None else 'none'} trials"
             f"{f', {run.timeout:g} s' if run.timeout else ''}; sampler {s.sampler}"
-            f"; data: {run.data.label}")
+            f"; data: {run.data.label} ({run.data.sizes})")
         if run.n_trials is not None and done >= run.n_trials:
             continue
         # Optuna does not store the sampler: rebuild it with the study's seed, advanced by the

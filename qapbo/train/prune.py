@@ -7,16 +7,20 @@ training the survivors; LT (lottery ticket) rewinds them to their initial values
 
 Written by hand rather than with ``torch.nn.utils.prune.global_unstructured`` because the masks
 here are parametrizations (so Brevitas always sees masked weights), which that API does not know.
+
+A learned-precision net prunes itself (a weight whose bits reach 0 is zero); :func:`rising_beta` is
+its counterpart of the schedule: each level fine-tunes it under a larger EBOPs weight.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 
 from qapbo.data.split import JetData
+from qapbo.nn.learned import LearnedTagger
 from qapbo.nn.models import JetTagger
 from qapbo.train.config import TrainConfig
 from qapbo.train.loop import EpochLog, train
@@ -122,3 +126,23 @@ def collapsed_note(per_layer: list[float]) -> str:
     if not gone:
         return ""
     return f"  (layer{'s' if len(gone) > 1 else ''} {', '.join(gone)} fully pruned: the output no longer depends on the input)"
+
+
+def rising_beta(model: LearnedTagger, data: JetData, config: TrainConfig, betas: Sequence[float], start_level: int,
+                on_epoch: Callable[[int, EpochLog], None] | None = None) -> Iterator[LevelResult]:
+    """Fine-tune a learned-precision net level by level, each under the next, larger ``beta``.
+
+    The counterpart of :func:`qapbo.train.prune.iterative_pruning` for a net that prunes itself: a
+    larger EBOPs weight drives more bits (and so more weights) to 0, from the state the last level
+    left. ``model`` enters trained at level ``start_level - 1``; each level trains with the seed
+    ``config.seed + level`` and its beta goes into the model's spec (stored with its checkpoint).
+    """
+    for level in range(start_level, len(betas)):
+        model.spec = replace(model.spec, beta=float(betas[level]))
+        cfg = replace(config, seed=config.seed + level)
+        cb = (lambda log, _lvl=level: on_epoch(_lvl, log)) if on_epoch is not None else None
+        result = train(model, data, cfg, callback=cb)
+        record = measure(model, data, result)
+        record["train_config"] = cfg.to_dict()
+        record["versions"] = versions()
+        yield LevelResult(level, float(betas[level]), Measurement(model=model, training=result, record=record))
