@@ -155,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "command resumes from the last epoch. Needs pip install 'qapbo[hgq]'.")
     hg.set_defaults(func=cmd_hgq)
 
+    lc = _study_command(sub, "learned", "run (or resume) the learned-precision chain of a study file (qapbo's own "
+                        "per-weight learned bits)",
+                        "Run the [learned] section of a study file: qapbo's learned precision (every weight's, input "
+                        "feature's and neuron's fixed-point format trained under an EBOPs penalty) in one training "
+                        "whose weight beta ramps up (or one run per fixed beta), on the study's own data split, "
+                        "keeping a Pareto front of checkpoints on validation AUC and EBOPs as HGQ2 does; every "
+                        "checkpoint of that front is costed (da4ml's LUTs with qapbo[hw]) and stored as one trial "
+                        "of the study NAME-learned. Rerunning the same command resumes from the last epoch.")
+    lc.set_defaults(func=cmd_learned)
+
     s = _study_command(sub, "search", "run (or resume) the multi-objective search of a study file",
                        "Run the [search] section of a study file: Optuna proposes architectures and precisions, "
                        "each trial trains and measures one network (AUC up, BOPs down). Rerunning the same "
@@ -271,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_data_generate)
 
     r = sub.add_parser("run", help="the main job: run a study file's search and QAP baseline, then compare",
-                       description="Run (or resume) the [search], [refine], [qap] and [hgq] sections of a study file, in "
+                       description="Run (or resume) the [search], [refine], [qap], [hgq] and [learned] sections of a study file, in "
                                    "that order, then write the comparison table and figures.")
     r.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     _storage_arg(r)
@@ -296,7 +306,7 @@ def _study_command(sub: Any, name: str, help: str, description: str) -> argparse
     p = sub.add_parser(name, help=help, description=description)
     p.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
     _storage_arg(p)
-    if name not in ("qap", "refine", "hgq"):
+    if name not in ("qap", "refine", "hgq", "learned"):
         p.add_argument("--n-trials", type=_positive_int,
                        help="budget: trials evaluated (COMPLETE or stopped early) in the study (overrides the file)")
         p.add_argument("--timeout", type=_float, help="budget: seconds for this invocation (overrides the file)")
@@ -519,6 +529,20 @@ def cmd_hgq(args: argparse.Namespace) -> int:
         done = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         print(f"hgq {study.name}: {len(done)} checkpoints stored in study {ostudy.study_name!r} "
               f"({len(ostudy.best_trials)} on its AUC-LUTs front) at {redact(storage_url(study, args.storage))}")
+    return 0
+
+
+def cmd_learned(args: argparse.Namespace) -> int:
+    from optuna.trial import TrialState
+
+    from qapbo.study.storage import redact, storage_url
+
+    study, studies = _section("learned", args)
+    for ostudy in studies:
+        done = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        print(f"learned {study.name}: {len(done)} checkpoints stored in study {ostudy.study_name!r} "
+              f"({len(ostudy.best_trials)} on its AUC-{ostudy.metric_names[1]} front) at "
+              f"{redact(storage_url(study, args.storage))}")
     return 0
 
 

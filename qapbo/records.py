@@ -61,11 +61,11 @@ ATTR_STUDY_FILE = "qapbo:study_file"
 ATTR_CONFIG = "qapbo_config"
 ATTR_FILE = "qapbo_study_file"
 #: What a study (and each of its trials, as the ``kind`` user attribute) is.
-KINDS = ("search", "qap", "refine", "hgq")
+KINDS = ("search", "qap", "refine", "hgq", "learned")
 ATTR_KIND = "qapbo_kind"  # study user attribute, one of KINDS
 
-#: trial user attribute of an hgq study's PRUNED trial holding the epochs its seed trained after its
-#: last stored checkpoint: compute without a point, not a trial stopped early
+#: trial user attribute of an hgq or learned study's PRUNED trial holding the epochs its seed trained
+#: after its last stored checkpoint: compute without a point, not a trial stopped early
 ATTR_RUN_TAIL = "run_tail"
 #: study user attribute of a replicated study file's studies: {"of": the file's name, "index": k}
 ATTR_REPLICATE = "qapbo_replicate"

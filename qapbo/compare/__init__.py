@@ -25,6 +25,7 @@ _NAMES = {
     "equal_compute": "qapbo.compare.compute",
     "hypervolume_history": "qapbo.compare.compute",
     "hypervolume_at": "qapbo.compare.compute",
+    "points_within": "qapbo.compare.compute",
     "Comparison": "qapbo.compare.report",
     "compare": "qapbo.compare.report",
     "compare_stored": "qapbo.compare.report",

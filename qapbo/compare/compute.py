@@ -46,6 +46,21 @@ def hypervolume_at(history: Sequence[HistoryStep], seconds: float | None = None,
     return hv
 
 
+def points_within(r: StudyResult, cpu_seconds: float | None = None, seconds: float | None = None,
+                  epochs: int | None = None) -> list[tuple[float, float]]:
+    """The feasible (AUC, cost) points ``r`` had stored when it had spent at most ``cpu_seconds`` of
+    training CPU time (and/or wall ``seconds``, ``epochs``), in the order its trials finished: the
+    front a study had reached at a budget (a study without CPU-seconds recorded has none within one)."""
+    out = []
+    for s in _spent(r):
+        if (cpu_seconds is not None and (s.cpu_seconds is None or s.cpu_seconds > cpu_seconds)) \
+                or (seconds is not None and s.seconds > seconds) or (epochs is not None and s.epochs > epochs):
+            break
+        if s.point and is_feasible(s.trial):
+            out.append((s.trial.values[0], s.trial.values[1]))
+    return out
+
+
 def equal_compute(results: Sequence[StudyResult], ref: tuple[float, float]) -> list[dict[str, Any]]:
     """For every pair of studies, the hypervolume of each at the training seconds (and, apart, the
     epochs) the cheaper one spent in total: headline numbers that do not favour the study that

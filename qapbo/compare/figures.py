@@ -31,8 +31,10 @@ _PRECISION_COLORS = {32: "black", 16: "tab:gray", 12: "tab:blue", 8: "tab:green"
 _SEARCH_COLORS = ("tab:cyan", "tab:olive", "tab:pink", "tab:purple", "tab:brown", "tab:blue")
 _REFINE_COLORS = ("tab:red", "darkred", "salmon")
 _HGQ_COLORS = ("darkgreen", "limegreen", "teal")
-_KIND_LINES = {"qap": "--", "refine": "-.", "hgq": ":"}  # search and other: solid
-_KIND_MARKERS = {"qap": "s", "refine": "D", "hgq": "*"}  # search and other: dots
+_LEARNED_COLORS = ("darkorange", "goldenrod", "chocolate")
+_CHAINS = ("refine", "hgq", "learned")  # kinds whose points are one chain's checkpoints
+_KIND_LINES = {"qap": "--", "refine": "-.", "hgq": ":", "learned": (0, (5, 1, 1, 1))}  # search and other: solid
+_KIND_MARKERS = {"qap": "s", "refine": "D", "hgq": "*", "learned": "P"}  # search and other: dots
 _PRECISION_MARKERS = {32: "o", 16: "P", 12: "D", 8: "^", 6: "s", 4: "v", 3: "<", 2: ">"}
 _INFEASIBLE = dict(marker="x", s=18, color="tab:gray", linewidths=1.0)
 MAX_PANELS_PER_ROW = 5
@@ -55,15 +57,17 @@ def _result_color(i: int, n: int) -> tuple:
 
 def _colors(cmp: Comparison) -> dict[str, tuple | str]:
     """One colour per study, the same in every figure: searches from one palette, refined studies
-    from a red one, HGQ2 from a green one, QAP black (viridis when there are several, e.g. one per
+    from a red one, HGQ2 from a green one, learned-precision chains from an orange one, QAP black (viridis when there are several, e.g. one per
     label-randomization share)."""
     qap = [r.name for r in cmp.results if r.kind == "qap"]
     refine = [r.name for r in cmp.results if r.kind == "refine"]
     hgq = [r.name for r in cmp.results if r.kind == "hgq"]
-    search = [r.name for r in cmp.results if r.kind not in ("qap", "refine", "hgq")]
+    learned = [r.name for r in cmp.results if r.kind == "learned"]
+    search = [r.name for r in cmp.results if r.kind not in ("qap", *_CHAINS)]
     out: dict[str, tuple | str] = {n: _SEARCH_COLORS[i % len(_SEARCH_COLORS)] for i, n in enumerate(search)}
     out.update({n: _REFINE_COLORS[i % len(_REFINE_COLORS)] for i, n in enumerate(refine)})
     out.update({n: _HGQ_COLORS[i % len(_HGQ_COLORS)] for i, n in enumerate(hgq)})
+    out.update({n: _LEARNED_COLORS[i % len(_LEARNED_COLORS)] for i, n in enumerate(learned)})
     out.update({n: "black" if len(qap) == 1 else _result_color(i, len(qap)) for i, n in enumerate(qap)})
     return out
 
@@ -113,13 +117,14 @@ def fronts_figure(cmp: Comparison) -> Figure:
     ax = fig.add_subplot()
     colors = _colors(cmp)
     for r in (r for r in cmp.results if r.kind != "qap"):  # searches faint dots; refined diamonds; HGQ2 stars
-        chain = r.kind in ("refine", "hgq")
+        chain = r.kind in _CHAINS
         marker = _KIND_MARKERS.get(r.kind, "o")
         pts = values(t for t in r.trials if is_feasible(t))
         ax.scatter([b for _, b in pts], [a for a, _ in pts], s=16 if chain else 10, alpha=0.45 if chain else 0.25,
                    color=colors[r.name], marker=marker, linewidths=0)
         front = values(r.front)
-        what, unit = {"refine": ("refined front", "levels"), "hgq": ("HGQ2 front", "checkpoints")}.get(
+        what, unit = {"refine": ("refined front", "levels"), "hgq": ("HGQ2 front", "checkpoints"),
+                      "learned": ("learned-precision chain front", "checkpoints")}.get(
             r.kind, ("front", "trials"))
         ax.step([b for _, b in front], [a for a, _ in front], where="post", color=colors[r.name], lw=2,
                 ls=_KIND_LINES.get(r.kind, "-"), marker=marker if chain else None, ms=4,
@@ -228,7 +233,8 @@ def hypervolume_figure(cmp: Comparison) -> Figure:
     for r in cmp.results:
         hist = hists[r.name]
         label = {"qap": f"{r.name} (QAP, level by level)", "refine": f"{r.name} (refined, after its search)",
-                 "hgq": f"{r.name} (HGQ2, checkpoint by checkpoint)"}.get(r.kind, r.name)
+                 "hgq": f"{r.name} (HGQ2, checkpoint by checkpoint)",
+                 "learned": f"{r.name} (learned precision, checkpoint by checkpoint)"}.get(r.kind, r.name)
         early = {t.number for t in r.pruned}
         stopped = [h for h in hist if h.number in early]
         if stopped:

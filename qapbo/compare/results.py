@@ -41,7 +41,7 @@ class StudyResult:
     """One stored study: its points (COMPLETE trials), what else it trained, and what kind it is."""
 
     name: str
-    kind: str  # "search", "qap", "refine", "hgq" or "other"
+    kind: str  # one of qapbo.records.KINDS, or "other"
     trials: list[FrozenTrial]
     synthetic: bool
     data_note: str = ""  # what the data was, as its trials recorded it (e.g. "no detector simulation")

@@ -1,4 +1,4 @@
-"""Running studies: study files and search spaces, storage, the search (with early stopping), QAP, refine, the HGQ2 contender, workers and the pipeline.
+"""Running studies: study files and search spaces, storage, the search (with early stopping), QAP, refine, the HGQ2 contender, the learned-precision chain, workers and the pipeline.
 
 Public names load their module on first use, so importing the package is free.
 """
@@ -18,6 +18,7 @@ _NAMES = {
     "run_qap": "qapbo.study.qap",
     "run_refine": "qapbo.study.refine",
     "run_hgq": "qapbo.study.hgq",
+    "run_learned": "qapbo.study.learned",
     "run_workers": "qapbo.study.workers",
     "run_chain_workers": "qapbo.study.workers",
     "run_pipeline": "qapbo.study.pipeline",

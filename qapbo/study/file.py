@@ -21,7 +21,7 @@ from qapbo.errors import QapboError, StudyFileError
 from qapbo.nn.spec import BN_MODES, ModelSpec
 from qapbo.records import DEFAULT_MIN_AUC
 from qapbo.study.space import SearchSettings, parse_search
-from qapbo.train.config import TrainConfig
+from qapbo.train.config import LearnedSettings, TrainConfig
 from qapbo.train.hgq import HgqSettings
 
 #: PROTOCOL's cumulative pruned fractions: 0, 10, ..., 90, 96.66, 98.88 %.
@@ -60,13 +60,23 @@ _OBJECTIVES = {"auc": (str, "maximize"), "bops": (str, None), "ebops": (str, Non
 #: [refine] (qapbo.study.refine): which front members, and the cumulative pruned fractions to take them to.
 #: Fine-tune only: a member's initial weights are not stored, so a lottery-ticket rewind is impossible.
 _REFINE = {"members": (object, "all"), "schedule": (list, list(PROTOCOL_SCHEDULE[1:])), "betas": (list, None)}
+
+
+def _run_schema(defaults: dict[str, Any]) -> dict[str, tuple[type, Any]]:
+    """The schema of a one-run section ([hgq], [learned]) from its settings' defaults: lists stay lists,
+    ``betas`` (default None) is a list, numbers given as integers are floats, ``seeds`` default to the file's."""
+    return {f: ((list if isinstance(v, list) or f in ("betas", "seeds") else float if isinstance(v, float) else type(v)), v)
+            for f, v in defaults.items()} | {"seeds": (list, None)}
+
+
 #: [hgq] (qapbo.study.hgq): HGQ2's settings, defaults from :class:`qapbo.train.hgq.HgqSettings`; seeds
 #: default to the file's seed.
-_HGQ = {f: ((list if isinstance(v, tuple) or f in ("betas", "seeds") else float if isinstance(v, float) else type(v)),
-            list(v) if isinstance(v, tuple) else v)
-        for f, v in HgqSettings().to_dict().items()} | {"seeds": (list, None)}
+_HGQ = _run_schema(HgqSettings().to_dict())
+#: [learned] (qapbo.study.learned): the learned-precision chain, defaults from
+#: :class:`qapbo.train.config.LearnedSettings` (HGQ2's net and ramp); seeds default to the file's seed.
+_LEARNED = _run_schema(LearnedSettings().to_dict())
 SECTIONS = {"data": _DATA, "train": _TRAIN, "qap": _QAP, "search": _SEARCH, "objectives": _OBJECTIVES,
-            "refine": _REFINE, "hgq": _HGQ}
+            "refine": _REFINE, "hgq": _HGQ, "learned": _LEARNED}
 #: Search keys that only set the budget, liveness checks or compute (early stopping): changing them,
 #: or a study stored before they existed, keeps a study resumable.
 SEARCH_BUDGET_KEYS = ("n_trials", "timeout", "heartbeat_interval", "grace_period", "max_retry", "early_stop",
@@ -114,6 +124,7 @@ class StudyFile:
     search: SearchSettings | None = None  # when the file has a [search] section
     refine: RefineSettings | None = None
     hgq: HgqSettings | None = None  # when the file has an [hgq] section (the HGQ2 contender)
+    learned: LearnedSettings | None = None  # when the file has a [learned] section (the learned-precision chain)
     path: str = "<memory>"
     canonical: dict[str, Any] = field(default_factory=dict, repr=False)
     text: str = field(default="", repr=False)
@@ -158,6 +169,10 @@ class StudyFile:
     def hgq_study_name(self) -> str:
         return f"{self.name}-hgq"
 
+    @property
+    def learned_study_name(self) -> str:
+        return f"{self.name}-learned"
+
     def study_names(self) -> list[str]:
         """Every Optuna study this file runs, in the order ``qapbo run`` runs them."""
         names = [n for n, _ in self.search.studies(self.name)] if self.search is not None else []
@@ -167,6 +182,8 @@ class StudyFile:
             names.append(self.qap_study_name)
         if self.hgq is not None:
             names.append(self.hgq_study_name)
+        if self.learned is not None:
+            names.append(self.learned_study_name)
         return names
 
     def all_study_names(self) -> list[str]:
@@ -278,7 +295,7 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
         canonical["replicate"] = {"of": name, "index": replicate, "data_seed": data_seed}
         canonical["seed"] = data_seed + shift
         name = canonical["name"] = f"{name}-r{replicate}"
-        for sec in ("qap", "hgq"):
+        for sec in ("qap", "hgq", "learned"):
             if isinstance(canonical.get(sec), dict) and canonical[sec].get("seeds") is not None:
                 canonical[sec]["seeds"] = [v + shift if isinstance(v, int) and not isinstance(v, bool) else v
                                            for v in canonical[sec]["seeds"]]
@@ -328,11 +345,18 @@ def parse_study(text: str, where: str = "<memory>", synthetic: bool = False, row
                                  "randomize_labels value")
         hgq = _hgq_settings(canonical["hgq"], seed, where)
         canonical["hgq"] = hgq.to_dict() | {"min_auc": min_auc}  # checkpoints below it are stored infeasible
-    if qap is None and search is None and hgq is None:
-        raise StudyFileError(f"{where}: nothing to run; add a [search], [qap] or [hgq] section")
+    learned = None
+    if "learned" in canonical:
+        if data.folds > 1 or len(share_list) > 1:
+            raise StudyFileError(f"{where}: [learned] trains on one data split; set folds = 1 and a single "
+                                 "randomize_labels value")
+        learned = _learned_settings(canonical["learned"], seed, where)
+        canonical["learned"] = learned.to_dict() | {"min_auc": min_auc}  # checkpoints below it are stored infeasible
+    if qap is None and search is None and hgq is None and learned is None:
+        raise StudyFileError(f"{where}: nothing to run; add a [search], [qap], [hgq] or [learned] section")
     return StudyFile(name=name, seed=seed, storage=canonical["storage"], artifacts=canonical["artifacts"],
                      description=canonical["description"], data=data, train=train, qap=qap, search=search,
-                     refine=refine, hgq=hgq, path=where, canonical=canonical, text=text, min_auc=min_auc,
+                     refine=refine, hgq=hgq, learned=learned, path=where, canonical=canonical, text=text, min_auc=min_auc,
                      replicates=n_rep, replicate=replicate, base_name=canonical.get("replicate", {}).get("of", name),
                      synthetic=synthetic, rows=rows)
 
@@ -361,6 +385,15 @@ def _hgq_settings(h: dict[str, Any], seed: int, where: str) -> HgqSettings:
         return HgqSettings.from_dict(h)
     except HgqSettingsError as exc:
         raise StudyFileError(f"{where}: [hgq] {str(exc).removeprefix('hgq ')}") from None
+
+
+def _learned_settings(d: dict[str, Any], seed: int, where: str) -> LearnedSettings:
+    """LearnedSettings validate themselves; their messages start with "learned <key> is ..."."""
+    d = {**d, "seeds": d["seeds"] if d["seeds"] is not None else [seed]}
+    try:
+        return LearnedSettings.from_dict(d)
+    except QapboError as exc:
+        raise StudyFileError(f"{where}: [learned] {str(exc).removeprefix('learned ')}") from None
 
 
 def _qap_settings(q: dict[str, Any], seed: int, where: str) -> QapSettings:

@@ -27,29 +27,25 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from qapbo.cost.definitions import FLOPS_DEFINITION
 from qapbo.data.split import JetData, load_data
 from qapbo.errors import StudyFileError
-from qapbo.progress import bar, reporter
-from qapbo.records import ATTR_RUN_TAIL, DIRECTIONS, constraint_attrs, violations
+from qapbo.progress import reporter
+from qapbo.records import DIRECTIONS
 from qapbo.study.file import StudyFile
+from qapbo.study.runfront import EpochProgress, RunFront, data_attrs, store_front, stored
 from qapbo.study.storage import artifact_dir, artifact_store, open_storage, open_study, redact, storage_url
 
 SECTIONS = ("data", "hgq")
 COST = "luts"  # the study's second objective: what HGQ2 is costed in on hardware (every cost is recorded)
-KEY = ("seed", "run", "epoch")
-TAIL = ATTR_RUN_TAIL  # the PRUNED trial holding the epochs after a seed's last checkpoint
 MIMETYPE = "application/x-keras"  # a .keras file (a zip archive) of HGQ2 layers
-LINES_EVERY = 50  # epochs between two progress lines in ``lines`` mode
 
 
 def epoch_flops(data: JetData, hidden: tuple[int, ...]) -> int:
@@ -74,7 +70,7 @@ class PreparedHgq:
     url: str
     study: optuna.Study
     data: JetData
-    done: dict[tuple, FrozenTrial]  # COMPLETE trials by KEY
+    done: dict[tuple, FrozenTrial]  # COMPLETE trials by qapbo.study.runfront.KEY
     finished: set[int]  # seeds whose tail is stored
 
     def todo(self, seeds: tuple[int, ...]) -> list[int]:
@@ -92,9 +88,7 @@ def prepare_hgq(study: StudyFile, storage: str | None = None) -> PreparedHgq:
     data = load_data(study.data)
     ostudy = open_study(open_storage(url), study, kind="hgq", sections=SECTIONS, directions=DIRECTIONS,
                         study_name=study.hgq_study_name, metric_names=("auc", COST))
-    trials = ostudy.get_trials(deepcopy=False)
-    done = {tuple(t.params[k] for k in KEY): t for t in trials if t.state == TrialState.COMPLETE}
-    finished = {int(t.params["seed"]) for t in trials if t.state == TrialState.PRUNED and t.user_attrs.get(TAIL)}
+    done, finished = stored(ostudy)
     return PreparedHgq(url, ostudy, data, done, finished)
 
 
@@ -107,7 +101,7 @@ def run_hgq(
     """Run (or resume) the [hgq] section of ``study``; returns the Optuna study holding its checkpoints.
 
     ``progress`` as for :func:`qapbo.study.qap.run_qap`: a bar over each run's epochs, or a line
-    every :data:`LINES_EVERY` epochs and one per stored checkpoint. Ctrl-C raises
+    every :data:`qapbo.study.runfront.LINES_EVERY` epochs and one per stored checkpoint. Ctrl-C raises
     :class:`qapbo.train.hgq.HgqInterrupted` (a ``KeyboardInterrupt``) with the state saved.
     """
     from qapbo.train.hgq import train_hgq
@@ -125,39 +119,11 @@ def run_hgq(
         f"{prep.data.n_classes}, {h.epochs} epochs per run, {schedule}; data: {prep.data.label} ({prep.data.sizes})")
     for seed in prep.todo(h.seeds):
         workdir = hgq_workdir(study, prep.url, seed)
-        with _EpochProgress(mode, say, h.epochs, f"hgq seed {seed}") as on_epoch:
+        with EpochProgress(mode, say, h.epochs, f"hgq seed {seed}") as on_epoch:
             checkpoints = train_hgq(prep.data.x_train, prep.data.y_train, prep.data.x_val, prep.data.y_val, h,
                                     workdir, seed, progress=on_epoch)
         _store_seed(prep, store, study, seed, workdir, checkpoints, dists, say)
     return prep.study
-
-
-class _EpochProgress:
-    """A bar over a run's epochs (``bars``) or a line every :data:`LINES_EVERY` epochs (``lines``)."""
-
-    def __init__(self, mode: str, say: Callable[[str], None], epochs: int, tag: str):
-        self.mode, self.say, self.epochs, self.tag, self.bar, self.run = mode, say, epochs, tag, None, None
-
-    def __enter__(self) -> "_EpochProgress":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def __call__(self, e: Any) -> None:
-        if self.mode == "bars":
-            if self.run != e.run:
-                if self.bar is not None:
-                    self.bar.close()
-                self.bar = bar(self.mode, total=e.epochs, initial=e.epoch - 1, desc=f"{self.tag} {e.run}",
-                               unit="epoch", leave=False)
-                self.run = e.run
-            self.bar.update(1)
-            self.bar.set_postfix(val_auc=f"{e.val_auc:.4f}", ebops=f"{e.ebops:,.0f}", front=e.front)
-        elif e.epoch % LINES_EVERY == 0 or e.epoch == e.epochs:
-            self.say(f"{self.tag} {e.run} epoch {e.epoch}/{e.epochs}: beta {e.beta:.3g}  validation AUC "
-                     f"{e.val_auc:.4f}  EBOPs {e.ebops:,.0f}  {e.front} on the front  {e.seconds:.0f} s")
 
 
 def _store_seed(prep: PreparedHgq, store: Any, study: StudyFile, seed: int, workdir: Path, checkpoints: list,
@@ -165,34 +131,15 @@ def _store_seed(prep: PreparedHgq, store: Any, study: StudyFile, seed: int, work
     """Store a finished seed: every checkpoint not yet stored, then the tail that marks the seed done."""
     from qapbo.train.hgq import spent
 
-    runs = spent(workdir, study.hgq)
-    offset, total = {}, (0, 0.0, 0.0)
-    for r in runs:  # fixed betas run one after another: a run's compute starts where the last one ended
-        offset[r.run] = total
-        total = (total[0] + r.epochs, total[1] + r.seconds, total[2] + r.cpu_seconds)
-    order = {r.run: i for i, r in enumerate(runs)}
-    prev = (0, 0.0, 0.0)
-    for c in sorted(checkpoints, key=lambda c: (order[c.run], c.epochs)):
-        o = offset[c.run]
-        at = (o[0] + c.epochs, o[1] + c.seconds, o[2] + c.cpu_seconds)
-        if (seed, c.run, c.epochs) not in prep.done:
-            _store_checkpoint(prep, store, study, c, at, prev, dists, say)
-        prev = at
-    tail = optuna.trial.create_trial(
-        params={"seed": seed, "run": runs[-1].run, "epoch": study.hgq.epochs}, distributions=dists,
-        user_attrs={"kind": "hgq", TAIL: True, "epochs": total[0] - prev[0], "seconds": total[1] - prev[1],
-                    "flops": (total[0] - prev[0]) * epoch_flops(prep.data, study.hgq.hidden),
-                    "flops_definition": FLOPS_DEFINITION,
-                    "cpu_seconds": total[2] - prev[2], "run_epochs": total[0], "run_seconds": total[1],
-                    "run_cpu_seconds": total[2], "synthetic": prep.data.synthetic, "data_note": prep.data.label},
-        state=TrialState.PRUNED)
-    prep.study.add_trial(tail)
-    say(f"hgq seed {seed}: {len(checkpoints)} checkpoints on its front; {total[0]} epochs in {total[1]:.0f} s "
-        f"({total[2]:.0f} CPU s) of training")
+    front = RunFront(prep.study, "hgq", "hgq", COST, dists, prep.data, epoch_flops(prep.data, study.hgq.hidden),
+                     study.min_auc)
+    store_front(front, seed, spent(workdir, study.hgq), checkpoints, prep.done,
+                lambda c: _measure_checkpoint(prep, store, study, c), study.hgq.epochs, say)
 
 
-def _store_checkpoint(prep: PreparedHgq, store: Any, study: StudyFile, c: Any, at: tuple, prev: tuple,
-                      dists: dict, say: Callable[[str], None]) -> FrozenTrial:
+def _measure_checkpoint(prep: PreparedHgq, store: Any, study: StudyFile, c: Any) -> dict[str, Any]:
+    """A checkpoint calibrated, costed through da4ml's HGQ2 path, measured on the test rows, checked
+    against da4ml's logic on every test row and uploaded: its record (without the compute)."""
     from qapbo.train import hgq
 
     data = prep.data
@@ -206,18 +153,13 @@ def _store_checkpoint(prep: PreparedHgq, store: Any, study: StudyFile, c: Any, a
     nonzero = np.concatenate([r["w_width"][r["w"] != 0].ravel() for r in traced.layers])
     rec: dict[str, Any] = {
         **metrics, **costs,
-        "kind": "hgq",
         "model_name": f"HGQ2 {data.n_features}-{'-'.join(map(str, study.hgq.hidden))}-{data.n_classes} "
                       "(per-weight bits)",
         "sparsity": float(sum((x == 0).sum() for x in w) / sum(x.size for x in w)),
         "sparsity_per_layer": [float((x == 0).mean()) for x in w],
         "weight_bits_mean": float(nonzero.mean()) if nonzero.size else 0.0,
-        "data": data.describe(), "data_fingerprint": data.fingerprint, "synthetic": data.synthetic,
-        "data_note": data.label,
-        "epochs": at[0] - prev[0], "seconds": at[1] - prev[1], "cpu_seconds": at[2] - prev[2],
-        "flops": (at[0] - prev[0]) * epoch_flops(data, study.hgq.hidden), "flops_definition": FLOPS_DEFINITION,
-        "run_epochs": at[0], "run_seconds": at[1], "run_cpu_seconds": at[2],
-        "beta": c.beta, "val_auc": c.val_auc, "val_accuracy": c.val_accuracy, "ebops_train": c.ebops_train,
+        **data_attrs(data),
+        "ebops_train": c.ebops_train,
         "logic_rows": int(len(data.x_test)), "logic_same_class": int((logic.argmax(1) == logits.argmax(1)).sum()),
         "logic_max_abs_diff": float(np.abs(logic - logits).max()),
     }
@@ -231,19 +173,7 @@ def _store_checkpoint(prep: PreparedHgq, store: Any, study: StudyFile, c: Any, a
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    values = [rec["auc"], float(rec[COST])]
-    trial = optuna.trial.create_trial(
-        params={"seed": c.seed, "run": c.run, "epoch": c.epochs}, distributions=dists, values=values,
-        user_attrs=rec, state=TrialState.COMPLETE, system_attrs=constraint_attrs(violations(rec["auc"], study.min_auc)))
-    trial.datetime_start = trial.datetime_complete - timedelta(seconds=max(rec["seconds"], 0.0))
-    prep.study.add_trial(trial)
-    below = "  (below min_auc: infeasible, on no front)" if rec["auc"] < study.min_auc else ""
-    exact = "" if rec["logic_same_class"] == rec["logic_rows"] else \
-        f"  da4ml logic differs on {rec['logic_rows'] - rec['logic_same_class']} test rows"
-    say(f"hgq seed {c.seed} {c.run} epoch {c.epochs:4d} (beta {c.beta:.3g}): macro AUC (test) {rec['auc']:.4f}  LUTs "
-        f"{rec['luts']:,.0f}  BOPs {rec['bops']:,.0f}  EBOPs {rec['ebops']:,.0f}  {rec['sparsity']:.0%} zero weights  "
-        f"acc {rec['accuracy']:.4f}{below}{exact}")
-    return trial
+    return rec
 
 
 def load_stored_model(study: StudyFile, url: str, trial: FrozenTrial):

@@ -1,4 +1,4 @@
-"""The main job as a library call: a study file's [search], [refine], [qap] and [hgq] sections, then the comparison.
+"""The main job as a library call: a study file's [search], [refine], [qap], [hgq] and [learned] sections, then the comparison.
 
 ``qapbo run`` and the notebooks call :func:`run_pipeline`; ``qapbo search``/``refine``/``qap`` call
 :func:`run_section`, the one place that decides between this process and worker processes.
@@ -18,7 +18,7 @@ from qapbo.study.file import StudyFile
 from qapbo.study.storage import open_storage, storage_url
 
 #: The sections a study file can run, in the order the pipeline runs them (refine needs the search).
-SECTIONS = ("search", "refine", "qap", "hgq")
+SECTIONS = ("search", "refine", "qap", "hgq", "learned")
 
 
 def run_section(
@@ -58,6 +58,10 @@ def run_section(
         from qapbo.study.hgq import run_hgq
 
         return [run_hgq(study, storage=storage, progress=progress, log=log)]
+    if section == "learned":  # one run per seed, trained in this process
+        from qapbo.study.learned import run_learned
+
+        return [run_learned(study, storage=storage, progress=progress, log=log)]
     if workers > 1:
         from qapbo.study.workers import run_chain_workers
 

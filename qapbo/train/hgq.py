@@ -63,6 +63,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from qapbo.errors import HgqError, HgqSettingsError
+from qapbo.train.front import FRONT_METRICS, FRONT_SIDES, front_after
 
 HGQ_EXTRA = "pip install 'qapbo[hgq]'"
 #: Packages of the extra, by import name (what is probed) and distribution name (what is reported).
@@ -76,9 +77,6 @@ DEFINITIONS: dict[str, str] = {
     "luts": "da4ml-0.6-adders-v1",
     "latency": "da4ml-0.6-depth-v1",
 }
-#: Metrics HGQ2's ParetoFront keeps non-dominated, and in which direction (1: larger is better).
-FRONT_METRICS = ("val_auc", "ebops")
-FRONT_SIDES = (1, -1)
 STATE_VERSION = 1
 
 
@@ -619,7 +617,6 @@ def _callback_classes():
 
             self._hgq = ParetoFront(path, metrics=list(FRONT_METRICS), sides=list(FRONT_SIDES))
             self.path, self.run = Path(path), run
-            self.sides = np.array(FRONT_SIDES, dtype=np.float64)
 
         def on_train_begin(self, logs=None):
             self.path.mkdir(parents=True, exist_ok=True)
@@ -627,14 +624,9 @@ def _callback_classes():
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs)
             logs["epoch"] = epoch
-            new = np.array([logs[m] for m in FRONT_METRICS], dtype=np.float64)
-            kept = []
-            for r in self.run.front:
-                old = np.array([r[m] for m in FRONT_METRICS], dtype=np.float64)
-                if np.all(self.sides * new <= self.sides * old):
-                    return
-                if not np.all(self.sides * new > self.sides * old):
-                    kept.append(r)
+            kept = front_after(self.run.front, {m: float(logs[m]) for m in FRONT_METRICS})
+            if kept is None:
+                return
             fname = self._hgq.fname_format.format(**logs)
             _save_snapshot(self.model, self.path / _snapshot_name(fname))  # .keras: RunState.materialize
             run = self.run
