@@ -111,3 +111,8 @@ def test_a_killed_replicated_run_resumes_with_every_replicate_complete_and_none_
     (pair,) = out["replicate_pairs"]
     assert 0.0 <= pair["superiority"] <= 1.0 and 0.0 < pair["p_value"] <= 1.0
     assert pair["distinguishable"] is False  # 3 against 3 can never reach p < 0.05 (smallest p = 0.1)
+    # pairs of the coverage and equal-compute tables stay within a replicate (no v-search against v-r1-qap)
+    assert sorted((c["a"], c["b"]) for c in out["coverage"]) == sorted(
+        (f"v{r}-search", f"v{r}-qap") for r in ("", "-r1", "-r2"))
+    assert sorted((c["a"], c["b"]) for c in out["equal_compute"]) == sorted(
+        (f"v{r}-search", f"v{r}-qap") for r in ("", "-r1", "-r2"))

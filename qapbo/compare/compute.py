@@ -64,13 +64,16 @@ def points_within(r: StudyResult, cpu_seconds: float | None = None, seconds: flo
 def equal_compute(results: Sequence[StudyResult], ref: tuple[float, float]) -> list[dict[str, Any]]:
     """For every pair of studies, the hypervolume of each at the training seconds (and, apart, the
     epochs) the cheaper one spent in total: headline numbers that do not favour the study that
-    simply trained longer. A refined study is not paired with a search it refines (it contains it)."""
+    simply trained longer. A refined study is not paired with a search it refines (it contains it), nor a
+    replicate with another replicate (:meth:`StudyResult.pairs_with`)."""
     hist = {id(r): hypervolume_history(r, ref) for r in results}
     out = []
     for i, a in enumerate(results):
         for b in results[i + 1:]:
             if a.name in b.refine_of or b.name in a.refine_of:
                 continue  # a refined study contains its search: the pair would compare the pipeline with its own first half
+            if not a.pairs_with(b):
+                continue
             ha, hb = hist[id(a)], hist[id(b)]
             sec = min(ha[-1].seconds, hb[-1].seconds)
             ep = min(ha[-1].epochs, hb[-1].epochs)

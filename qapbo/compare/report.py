@@ -256,7 +256,7 @@ def compare(results: Sequence[StudyResult], ref: tuple[float, float] | None = No
                        hypervolume_std=statistics.stdev(hvs))
         cmp.rows.append(row)
     for i, a in enumerate(results):
-        for b in results[i + 1:]:
+        for b in (b for b in results[i + 1:] if a.pairs_with(b)):
             fa, fb = values(a.front), values(b.front)
             cmp.coverage.append({"a": a.name, "b": b.name, "c_ab": coverage(fa, fb), "c_ba": coverage(fb, fa)})
     cmp.equal_compute = equal_compute(results, ref)

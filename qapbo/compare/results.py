@@ -68,6 +68,12 @@ class StudyResult:
             return self.replicate_of + self.name[len(tag):]
         return self.name
 
+    def pairs_with(self, other: "StudyResult") -> bool:
+        """Whether a table of pairs (coverage, equal compute) pairs this study with ``other``: replicates of
+        one study file pair within their replicate only (across replicates a pair is one method against
+        another draw of itself or of its rival; the Replicates table compares methods over all of them)."""
+        return not (self.replicate_of and self.replicate_of == other.replicate_of and self.replicate != other.replicate)
+
     @property
     def front(self) -> list[FrozenTrial]:
         return pareto_front(self.trials)
