@@ -107,7 +107,7 @@ def run_learned(
     say(f"learned {study.name}: {len(prep.finished)}/{len(s.seeds)} seeds already stored in {redact(prep.url)} "
         f"(study {prep.study.study_name}); learned precision {prep.data.n_features}-{'-'.join(map(str, s.hidden))}-"
         f"{prep.data.n_classes}, {s.epochs} epochs per run, {schedule}, lr {s.lr:g}, bits lr {s.bits_lr:g}, "
-        f"init bits {s.init_bits}; data: {prep.data.label}")
+        f"init bits {s.init_bits}; data: {prep.data.label} ({prep.data.sizes})")
     front = RunFront(prep.study, "learned", "learned", prep.cost, dists, prep.data, epoch_flops(prep.data, s),
                      study.min_auc)
     for seed in (x for x in s.seeds if x not in prep.finished):
