@@ -8,6 +8,7 @@ the HGQ2 contender (:mod:`qapbo.train.hgq`) and qapbo's own learned-precision ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 #: Metrics a run's front keeps non-dominated, and in which direction (1: larger is better).
@@ -26,3 +27,18 @@ def front_after(front: Sequence[dict[str, Any]], new: dict[str, Any], metrics: S
         if not all(s * new[m] > s * old[m] for m, s in zip(metrics, sides)):
             kept.append(old)
     return kept
+
+
+@dataclass(frozen=True)
+class RunEpoch:
+    """What a one-run method's ``progress`` callback receives after every epoch (HGQ2's and the learned chain's)."""
+
+    run: str
+    epoch: int  # 1-based
+    epochs: int
+    loss: float
+    val_auc: float
+    ebops: float
+    beta: float
+    seconds: float
+    front: int  # checkpoints on the front now

@@ -63,7 +63,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from qapbo.errors import HgqError, HgqSettingsError
-from qapbo.train.front import FRONT_METRICS, FRONT_SIDES, front_after
+from qapbo.train.front import FRONT_METRICS, FRONT_SIDES, RunEpoch, front_after
 
 HGQ_EXTRA = "pip install 'qapbo[hgq]'"
 #: Packages of the extra, by import name (what is probed) and distribution name (what is reported).
@@ -265,19 +265,7 @@ class HgqCheckpoint:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class HgqEpoch:
-    """What ``progress`` receives after every epoch."""
-
-    run: str
-    epoch: int  # 1-based
-    epochs: int
-    loss: float
-    val_auc: float
-    ebops: float
-    beta: float
-    seconds: float
-    front: int  # checkpoints on the front now
+HgqEpoch = RunEpoch  # the record both one-run methods report (qapbo.train.front)
 
 
 # ------------------------------------------------------------------------------------ training

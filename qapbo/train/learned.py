@@ -48,7 +48,7 @@ from qapbo.nn.learned import LearnedTagger, log_ramp, train_epoch
 from qapbo.nn.models import build_model
 from qapbo.nn.spec import ModelSpec
 from qapbo.train.config import LearnedSettings
-from qapbo.train.front import front_after
+from qapbo.train.front import RunEpoch, front_after
 
 STATE_VERSION = 1
 
@@ -75,19 +75,7 @@ class LearnedCheckpoint:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class LearnedEpoch:
-    """What ``progress`` receives after every epoch (the fields of :class:`qapbo.train.hgq.HgqEpoch`)."""
-
-    run: str
-    epoch: int  # 1-based
-    epochs: int
-    loss: float
-    val_auc: float
-    ebops: float
-    beta: float
-    seconds: float
-    front: int  # checkpoints on the front now
+LearnedEpoch = RunEpoch  # the record both one-run methods report (qapbo.train.front)
 
 
 @dataclass(frozen=True)
